@@ -21,6 +21,9 @@ class Backend {
 
   // y[m, w.rows] = x[m, w.cols] * W^T, weights dequantized on the fly, fp32 accumulation.
   virtual void Linear(const float* x, int64_t m, const WeightMatrix& w, float* y) = 0;
+  // y[m, w.cols] = x[m, w.rows] * W (the transposed product), serial on the calling
+  // thread: MLA's absorbed query uses it on per-head slices of kv_b.
+  virtual void LinearTransposed(const float* x, int64_t m, const WeightMatrix& w, float* y) = 0;
   // out[n, w.cols] = rows [row0, row0 + n) of W in float32 (exact upcast).
   virtual void DequantizeRows(const WeightMatrix& w, int64_t row0, int64_t n, float* out) = 0;
   // C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, all float32, leading dims given.

@@ -26,10 +26,10 @@ struct WeightMatrix {
   const float* scale_inv = nullptr;  // FP8 only: [scale_rows, scale_cols]
   int64_t block_rows = 128;
   int64_t block_cols = 128;
+  int64_t scale_row0 = 0;  // FP8 row views: index of this view's row 0 in the scale grid
 
   DSV3_HOST_DEVICE int64_t scale_cols() const { return (cols + block_cols - 1) / block_cols; }
-  // Rows [row0, row0 + n) as a WeightMatrix of its own (same scales, offset rows). FP8
-  // sub-views must start on a block row boundary.
+  // Rows [row0, row0 + n) as a WeightMatrix of its own (same scale grid, offset rows).
   WeightMatrix RowSlice(int64_t row0, int64_t n) const;
   DSV3_HOST_DEVICE int64_t bytes_per_element() const { return type == WeightType::kF32 ? 4 : type == WeightType::kF8E4M3 ? 1 : 2; }
 };
@@ -45,7 +45,7 @@ inline WeightMatrix WeightMatrix::RowSlice(int64_t row0, int64_t n) const {
   WeightMatrix s = *this;
   s.rows = n;
   s.data = static_cast<const uint8_t*>(data) + row0 * cols * bytes_per_element();
-  if (type == WeightType::kF8E4M3) s.scale_inv = scale_inv + (row0 / block_rows) * scale_cols();
+  s.scale_row0 = scale_row0 + row0;
   return s;
 }
 

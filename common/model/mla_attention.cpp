@@ -4,6 +4,11 @@
 
 namespace dsv3 {
 
+namespace {
+// Up to this many rows per step, kv_b is used in place instead of dequantized.
+constexpr int64_t kDirectMaxTokens = 16;
+}  // namespace
+
 MlaAttention::MlaAttention(const ModelConfig& cfg, kernels::Backend& backend)
     : cfg_(cfg),
       backend_(backend),
@@ -40,15 +45,28 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
     std::copy_n(lat.data() + s.row * LD, s.len * LD, dst);
   }
 
-  // kv_b in float32: rows h*(nope+vd) + [0, nope) are Wk_h, + [nope, nope+vd) are Wv_h.
-  std::vector<float> wkvb(static_cast<size_t>(w.kv_b.rows * C));
-  backend_.DequantizeRows(w.kv_b, 0, w.kv_b.rows, wkvb.data());
+  // kv_b rows h*(nope+vd) + [0, nope) are Wk_h, + [nope, nope+vd) are Wv_h. Decode-sized
+  // steps read them in place (BF16/FP8 stays compressed); bigger ones dequantize kv_b once
+  // and use float32 GEMMs.
+  const bool direct = T <= kDirectMaxTokens;
+  std::vector<float> wkvb;
+  if (!direct) {
+    wkvb.resize(static_cast<size_t>(w.kv_b.rows * C));
+    backend_.DequantizeRows(w.kv_b, 0, w.kv_b.rows, wkvb.data());
+  }
 
   // q_abs [T, H, C] = q_nope[t, h] . Wk_h  ([nope] x [nope, C])
   std::vector<float> qabs(static_cast<size_t>(T * H * C));
   backend_.ParallelFor(H, [&](int64_t h) {
-    backend_.Gemm(false, false, T, C, nope, 1.0f, q.data() + h * qk, H * qk, wkvb.data() + h * (nope + vd) * C, C,
-                  0.0f, qabs.data() + h * C, H * C);
+    if (direct) {
+      std::vector<float> qn(static_cast<size_t>(T * nope)), qa(static_cast<size_t>(T * C));
+      for (int64_t t = 0; t < T; ++t) std::copy_n(q.data() + (t * H + h) * qk, nope, qn.data() + t * nope);
+      backend_.LinearTransposed(qn.data(), T, w.kv_b.RowSlice(h * (nope + vd), nope), qa.data());
+      for (int64_t t = 0; t < T; ++t) std::copy_n(qa.data() + t * C, C, qabs.data() + (t * H + h) * C);
+    } else {
+      backend_.Gemm(false, false, T, C, nope, 1.0f, q.data() + h * qk, H * qk, wkvb.data() + h * (nope + vd) * C, C,
+                    0.0f, qabs.data() + h * C, H * C);
+    }
   });
 
   std::vector<float> olat(static_cast<size_t>(T * H * C));
@@ -73,8 +91,15 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
   // attn [T, H, vd] = o_lat[t, h] . Wv_h^T, then o_proj.
   std::vector<float> attn(static_cast<size_t>(T * H * vd));
   backend_.ParallelFor(H, [&](int64_t h) {
-    backend_.Gemm(false, true, T, vd, C, 1.0f, olat.data() + h * C, H * C, wkvb.data() + (h * (nope + vd) + nope) * C,
-                  C, 0.0f, attn.data() + h * vd, H * vd);
+    if (direct) {
+      std::vector<float> ol(static_cast<size_t>(T * C)), av(static_cast<size_t>(T * vd));
+      for (int64_t t = 0; t < T; ++t) std::copy_n(olat.data() + (t * H + h) * C, C, ol.data() + t * C);
+      backend_.Linear(ol.data(), T, w.kv_b.RowSlice(h * (nope + vd) + nope, vd), av.data());
+      for (int64_t t = 0; t < T; ++t) std::copy_n(av.data() + t * vd, vd, attn.data() + (t * H + h) * vd);
+    } else {
+      backend_.Gemm(false, true, T, vd, C, 1.0f, olat.data() + h * C, H * C, wkvb.data() + (h * (nope + vd) + nope) * C,
+                    C, 0.0f, attn.data() + h * vd, H * vd);
+    }
   });
   backend_.Linear(attn.data(), T, w.o, out);
 }

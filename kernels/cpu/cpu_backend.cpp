@@ -79,6 +79,21 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void LinearTransposed(const float* x, int64_t m, const WeightMatrix& w, float* y) override {
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(w.cols));
+    cpu::DequantFn dq = DequantFor(w);
+    std::fill_n(y, m * w.cols, 0.0f);
+    for (int64_t r = 0; r < w.rows; ++r) {
+      dq(w, r, 1, row.data());
+      for (int64_t i = 0; i < m; ++i) {
+        const float a = x[i * w.rows + r];
+        float* yi = y + i * w.cols;
+        for (int64_t c = 0; c < w.cols; ++c) yi[c] += a * row[c];
+      }
+    }
+  }
+
   void DequantizeRows(const WeightMatrix& w, int64_t row0, int64_t n, float* out) override {
     DequantFor(w)(w, row0, n, out);
   }

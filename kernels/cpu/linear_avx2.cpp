@@ -51,7 +51,7 @@ inline void Block(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r,
   const float* srow[R];
   for (int j = 0; j < R; ++j) {
     rows[j] = static_cast<const uint8_t*>(w.data) + (r + j) * K * Esz(T);
-    srow[j] = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + j) / w.block_rows) * w.scale_cols() : nullptr;
+    srow[j] = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + j + w.scale_row0) / w.block_rows) * w.scale_cols() : nullptr;
   }
   __m256 acc[MT][R];
   for (int mi = 0; mi < MT; ++mi)
@@ -108,7 +108,7 @@ void DequantT(const WeightMatrix& w, int64_t row0, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = row0 + i;
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * K * Esz(T);
-    const float* srow = T == WeightType::kF8E4M3 ? w.scale_inv + (r / w.block_rows) * w.scale_cols() : nullptr;
+    const float* srow = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + w.scale_row0) / w.block_rows) * w.scale_cols() : nullptr;
     float* o = out + i * K;
     for (int64_t c = 0; c < kfull; c += 8) {
       __m256 s = T == WeightType::kF8E4M3 ? _mm256_set1_ps(srow[c / w.block_cols] * 256.0f) : _mm256_setzero_ps();

@@ -35,6 +35,8 @@ inline __m512 LoadW(const uint8_t* row, int64_t c, __mmask16 mask, bool masked, 
   }
 }
 
+constexpr int64_t kPrefetch = 512;  // elements ahead (tuned with bench/)
+
 constexpr int64_t Esz(WeightType t) { return t == WeightType::kF32 ? 4 : t == WeightType::kF8E4M3 ? 1 : 2; }
 
 // R weight rows x MT activation rows, full dot products over all columns.
@@ -48,7 +50,7 @@ inline void Block(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r,
   const float* srow[R];
   for (int j = 0; j < R; ++j) {
     rows[j] = static_cast<const uint8_t*>(w.data) + (r + j) * K * Esz(T);
-    srow[j] = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + j) / w.block_rows) * w.scale_cols() : nullptr;
+    srow[j] = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + j + w.scale_row0) / w.block_rows) * w.scale_cols() : nullptr;
   }
   __m512 acc[MT][R];
   for (int mi = 0; mi < MT; ++mi)
@@ -63,6 +65,11 @@ inline void Block(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r,
     const int64_t cend = cb + blk < kfull ? cb + blk : kfull;
     for (int64_t c = cb; c < cend; c += 16) {
       __m512 wv[R];
+      // Software prefetch a few lines ahead on every row stream: with 4-8 concurrent
+      // row streams per core the hardware prefetcher alone leaves bandwidth unused.
+      if constexpr (kPrefetch > 0) {
+        for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + (c + kPrefetch) * Esz(T)), _MM_HINT_T0);
+      }
       for (int j = 0; j < R; ++j) wv[j] = LoadW<T>(rows[j], c, 0, false, s256[j]);
       for (int mi = 0; mi < MT; ++mi) {
         __m512 xv = _mm512_loadu_ps(x + mi * ldx + c);
@@ -82,26 +89,31 @@ inline void Block(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r,
     for (int j = 0; j < R; ++j) y[mi * ldy + r + j] = _mm512_reduce_add_ps(acc[mi][j]);
 }
 
-template <WeightType T, int MT>
-void Rows(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) Block<T, 4, MT>(x, ldx, w, r, y, ldy);
-  for (; r < r1; ++r) Block<T, 1, MT>(x, ldx, w, r, y, ldy);
+// All activation rows against weight rows [r, r + R): the weight block comes from DRAM
+// once and is reused from cache by every 4-row activation tile.
+template <WeightType T, int R>
+inline void AllTiles(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r, float* y, int64_t ldy) {
+  for (int64_t m0 = 0; m0 < m; m0 += 4) {
+    const float* xm = x + m0 * ldx;
+    float* ym = y + m0 * ldy;
+    switch (m - m0 >= 4 ? 4 : m - m0) {
+      case 4: Block<T, R, 4>(xm, ldx, w, r, ym, ldy); break;
+      case 3: Block<T, R, 3>(xm, ldx, w, r, ym, ldy); break;
+      case 2: Block<T, R, 2>(xm, ldx, w, r, ym, ldy); break;
+      default: Block<T, R, 1>(xm, ldx, w, r, ym, ldy); break;
+    }
+  }
 }
 
 template <WeightType T>
 void GemvT(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0, int64_t r1,
            float* y, int64_t ldy) {
-  for (int64_t m0 = 0; m0 < m; m0 += 4) {
-    const float* xm = x + m0 * ldx;
-    float* ym = y + m0 * ldy;
-    switch (m - m0 >= 4 ? 4 : m - m0) {
-      case 4: Rows<T, 4>(xm, ldx, w, r0, r1, ym, ldy); break;
-      case 3: Rows<T, 3>(xm, ldx, w, r0, r1, ym, ldy); break;
-      case 2: Rows<T, 2>(xm, ldx, w, r0, r1, ym, ldy); break;
-      default: Rows<T, 1>(xm, ldx, w, r0, r1, ym, ldy); break;
-    }
+  int64_t r = r0;
+  if (m == 1) {
+    for (; r + 8 <= r1; r += 8) Block<T, 8, 1>(x, ldx, w, r, y, ldy);
   }
+  for (; r + 4 <= r1; r += 4) AllTiles<T, 4>(x, m, ldx, w, r, y, ldy);
+  for (; r < r1; ++r) AllTiles<T, 1>(x, m, ldx, w, r, y, ldy);
 }
 
 template <WeightType T>
@@ -113,7 +125,7 @@ void DequantT(const WeightMatrix& w, int64_t row0, int64_t n, float* out) {
     const int64_t r = row0 + i;
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * K * Esz(T);
     float* o = out + i * K;
-    const float* srow = T == WeightType::kF8E4M3 ? w.scale_inv + (r / w.block_rows) * w.scale_cols() : nullptr;
+    const float* srow = T == WeightType::kF8E4M3 ? w.scale_inv + ((r + w.scale_row0) / w.block_rows) * w.scale_cols() : nullptr;
     for (int64_t c = 0; c < K; c += 16) {
       __m512 s = T == WeightType::kF8E4M3 ? _mm512_set1_ps(srow[c / w.block_cols] * 256.0f) : _mm512_setzero_ps();
       if (c < kfull) {

@@ -29,7 +29,7 @@ float F16ToF32(uint16_t v);
 float E4m3ToF32(uint8_t v);  // e4m3fn: no infinities, 0x7F/0xFF are NaN
 // Scale of FP8 element (row, col): scale_inv[row / block_rows][col / block_cols].
 inline float Fp8Scale(const WeightMatrix& w, int64_t row, int64_t col) {
-  return w.scale_inv[(row / w.block_rows) * w.scale_cols() + col / w.block_cols];
+  return w.scale_inv[((row + w.scale_row0) / w.block_rows) * w.scale_cols() + col / w.block_cols];
 }
 
 }  // namespace dsv3::kernels::cpu

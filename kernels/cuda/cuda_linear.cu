@@ -26,7 +26,7 @@ __device__ __forceinline__ float Load(const WeightMatrix& w, int64_t r, int64_t 
     case WeightType::kF16: return __half2float(reinterpret_cast<const __half*>(w.data)[i]);
     case WeightType::kF8E4M3:
       return E4m3(static_cast<const uint8_t*>(w.data)[i]) *
-             w.scale_inv[(r / w.block_rows) * w.scale_cols() + c / w.block_cols];
+             w.scale_inv[((r + w.scale_row0) / w.block_rows) * w.scale_cols() + c / w.block_cols];
   }
   return 0.f;
 }
