@@ -120,7 +120,7 @@ StatusOr<std::vector<TensorInfo>> ParseSafetensorsHeader(std::string_view header
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_base_ != nullptr) ::munmap(map_base_, map_len_);
+  for (const auto& m : maps_) ::munmap(m.base, m.len);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -165,32 +165,46 @@ const TensorInfo* SafetensorsFile::Find(std::string_view name) const {
 }
 
 StatusOr<uint64_t> SafetensorsFile::Map(const std::vector<const TensorInfo*>& wanted) {
-  if (map_base_ != nullptr) return Internal(kSub, StrCat(path_, ": mapped twice"));
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (const TensorInfo* t : wanted) {
-    if (t->end == t->begin) continue;
-    lo = std::min(lo, data_start_ + t->begin);
-    hi = std::max(hi, data_start_ + t->end);
-  }
-  if (hi == 0) return 0;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t start = lo / page * page;
-  const uint64_t len = hi - start;
-  void* p = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd_, static_cast<off_t>(start));
-  if (p == MAP_FAILED) {
-    return Internal(kSub, StrCat(path_, ": mmap of ", len, " bytes failed: ", std::strerror(errno)));
+  // Page-aligned [begin, end) file ranges of the wanted tensors not mapped yet.
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const TensorInfo* t : wanted) {
+    if (t->end == t->begin || Data(*t) != nullptr) continue;
+    const uint64_t b = (data_start_ + t->begin) / page * page;
+    const uint64_t e = (data_start_ + t->end + page - 1) / page * page;
+    ranges.emplace_back(b, std::min(e, (file_size_ + page - 1) / page * page));
   }
-  map_base_ = p;
-  map_len_ = len;
-  map_file_offset_ = start;
-  return hi - lo;
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty() && r.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  uint64_t total = 0;
+  for (const auto& [b, e] : merged) {
+    void* p = ::mmap(nullptr, e - b, PROT_READ, MAP_SHARED, fd_, static_cast<off_t>(b));
+    if (p == MAP_FAILED) {
+      return Internal(kSub, StrCat(path_, ": mmap of ", e - b, " bytes at offset ", b, " failed: ", std::strerror(errno)));
+    }
+    maps_.push_back({b, e - b, p});
+    total += e - b;
+  }
+  std::sort(maps_.begin(), maps_.end(), [](const Mapping& x, const Mapping& y) { return x.file_offset < y.file_offset; });
+  return total;
 }
 
 const uint8_t* SafetensorsFile::Data(const TensorInfo& t) const {
-  if (map_base_ == nullptr) return nullptr;
   const uint64_t b = data_start_ + t.begin, e = data_start_ + t.end;
-  if (b < map_file_offset_ || e > map_file_offset_ + map_len_) return nullptr;
-  return static_cast<const uint8_t*>(map_base_) + (b - map_file_offset_);
+  // Last mapping starting at or before b.
+  auto it = std::upper_bound(maps_.begin(), maps_.end(), b,
+                             [](uint64_t off, const Mapping& m) { return off < m.file_offset; });
+  if (it == maps_.begin()) return nullptr;
+  --it;
+  if (e > it->file_offset + it->len) return nullptr;
+  return static_cast<const uint8_t*>(it->base) + (b - it->file_offset);
 }
 
 void SafetensorsFile::Prefault(const TensorInfo& t) const {

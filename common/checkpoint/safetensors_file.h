@@ -56,10 +56,13 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* Find(std::string_view name) const;
 
-  // Maps one contiguous range covering all `names` (read-only, shared). May be called
-  // once per file; returns the number of bytes mapped.
+  // Maps the byte ranges of `wanted` (read-only, shared): one mapping per run of tensors
+  // that are adjacent in the file (ranges sharing a page are merged), so bytes of tensors
+  // nobody asked for are never mapped beyond the pages they share with wanted ones. May be
+  // called again for more tensors. Returns the number of bytes newly mapped.
   StatusOr<uint64_t> Map(const std::vector<const TensorInfo*>& wanted);
-  // Pointer to a mapped tensor's bytes, or nullptr if it lies outside the mapped range.
+  int num_mappings() const { return static_cast<int>(maps_.size()); }
+  // Pointer to a mapped tensor's bytes, or nullptr if it lies outside every mapping.
   const uint8_t* Data(const TensorInfo& t) const;
   // Touches the mapped pages of `t` so load time is paid up front, not in the first forward.
   void Prefault(const TensorInfo& t) const;
@@ -72,9 +75,12 @@ class SafetensorsFile {
   uint64_t data_start_ = 0;  // 8 + header length
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string_view, size_t> index_;
-  void* map_base_ = nullptr;
-  uint64_t map_len_ = 0;
-  uint64_t map_file_offset_ = 0;  // page-aligned file offset of map_base_
+  struct Mapping {
+    uint64_t file_offset;  // page aligned
+    uint64_t len;
+    void* base;
+  };
+  std::vector<Mapping> maps_;  // sorted by file_offset, non-overlapping
 };
 
 }  // namespace dsv3
