@@ -176,6 +176,9 @@ StatusOr<TensorView> Checkpoint::Get(const std::string& name, std::initializer_l
     return InvalidArgument(kSub, StrCat(file, ": tensor '", name, "' has shape ",
                                               fmt(info->shape), ", expected ", fmt(shape)));
   }
+  if (!loaded_.count(name)) {
+    return Internal(kSub, StrCat(file, ": tensor '", name, "' was not loaded"));
+  }
   const void* data = it->second.file->Data(*info);
   if (data == nullptr && info->end > info->begin) {
     return Internal(kSub, StrCat(file, ": tensor '", name, "' was not loaded"));
