@@ -26,13 +26,17 @@ void Transformer::Ffn(int64_t layer, const float* xn, int64_t T, float* out, con
   RoutingResult routing;
   RouteTokens(cfg_, logits.data(), moe.gate_bias, T, &routing);
   if (obs && obs->on_routing) obs->on_routing(layer, routing);
-  *st = experts_->Run(layer, xn, routing, out);
+  *st = experts_->Dispatch(layer, xn, routing);
   if (!st->ok()) return;
+  // The shared expert runs while remote experts work; y + z as the reference adds them.
+  std::vector<float> z;
   if (moe.shared) {
-    std::vector<float> z(static_cast<size_t>(T * hidden));
+    z.resize(static_cast<size_t>(T * hidden));
     RunMlp(backend_, *moe.shared, xn, T, z.data());
-    for (int64_t i = 0; i < T * hidden; ++i) out[i] += z[i];
   }
+  *st = experts_->Combine(out);
+  if (!st->ok()) return;
+  for (size_t i = 0; i < z.size(); ++i) out[i] += z[i];
 }
 
 Status Transformer::Forward(const std::vector<SequenceInput>& seqs, std::vector<float>* logits, bool all_logits,
