@@ -326,6 +326,20 @@ json ModelConfig::ToJson() const {
   return j;
 }
 
+std::string ModelConfig::Fingerprint() const {
+  // FNV-1a: stable across processes and builds.
+  const std::string s = ToJson().dump();
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[i] = kHex[h & 15];
+  return out;
+}
+
 double ModelConfig::SoftmaxScale() const {
   double s = 1.0 / std::sqrt(static_cast<double>(qk_head_dim()));
   if (rope_scaling.yarn) {

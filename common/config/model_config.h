@@ -75,6 +75,8 @@ struct ModelConfig {
   // Writes the Hugging Face keys back (dsv3-mkmodel uses it).
   nlohmann::json ToJson() const;
   Status Validate() const;
+  // Digest of the canonical JSON: equal on two processes <=> same model shape.
+  std::string Fingerprint() const;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   // Values per token and layer in the compressed MLA cache.

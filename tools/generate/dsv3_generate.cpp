@@ -20,6 +20,7 @@
 #include "common/model/model_weights.h"
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
+#include "common/transport/expert_cluster.h"
 #include "kernels/backend.h"
 
 namespace {
@@ -39,13 +40,17 @@ struct Args {
   kernels::CpuIsa isa = kernels::CpuIsa::kAuto;
   bool json = false;
   bool ignore_eos = false;
+  std::vector<std::string> expert_workers;  // empty: experts in-process
+  ExpertClusterOptions cluster;
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: dsv3-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | --interactive)\n"
                "       [--max-new-tokens N] [--top-logprobs K] [--temperature T] [--top-p P] [--top-k K]\n"
-               "       [--seed S] [--threads N] [--isa auto|scalar|avx2|avx512] [--ignore-eos] [--json]\n");
+               "       [--seed S] [--threads N] [--isa auto|scalar|avx2|avx512] [--ignore-eos] [--json]\n"
+               "       [--expert-workers HOST:PORT,... [--expert-transport grpc|ucx] [--wire-dtype f32|bf16]\n"
+               "        [--expert-timeout-ms N]]\n");
 }
 
 bool ParseInt(const std::string& s, int64_t* out) {
@@ -120,6 +125,26 @@ Status ParseArgs(int argc, char** argv, Args* a) {
       else if (v == "avx2") a->isa = kernels::CpuIsa::kAvx2;
       else if (v == "avx512") a->isa = kernels::CpuIsa::kAvx512;
       else return bad("--isa must be auto, scalar, avx2 or avx512");
+    } else if (k == "--expert-workers") {
+      size_t p = 0;
+      while (p <= v.size()) {
+        size_t q = v.find(',', p);
+        if (q == std::string::npos) q = v.size();
+        if (q > p) a->expert_workers.push_back(v.substr(p, q - p));
+        p = q + 1;
+      }
+      if (a->expert_workers.empty()) return bad("--expert-workers needs HOST:PORT[,HOST:PORT...]");
+    } else if (k == "--expert-transport") {
+      auto t = ParseExpertTransport(v);
+      if (!t.ok()) return t.status();
+      a->cluster.transport = *t;
+    } else if (k == "--wire-dtype") {
+      if (v == "f32") a->cluster.dispatch.wire_dtype = WireDType::kF32;
+      else if (v == "bf16") a->cluster.dispatch.wire_dtype = WireDType::kBF16;
+      else return bad("--wire-dtype must be f32 or bf16");
+    } else if (k == "--expert-timeout-ms") {
+      if (!ParseInt(v, &n) || n < 1 || n > 3600000) return bad("--expert-timeout-ms must be in [1, 3600000]");
+      a->cluster.dispatch.timeout = std::chrono::milliseconds(n);
     } else {
       return bad("unknown option " + k);
     }
@@ -158,6 +183,7 @@ int64_t DecodeBytesPerToken(const ModelConfig& cfg, const ModelWeights& w) {
           b += MlpBytes(l.moe->experts[e]) * cfg.num_experts_per_tok;
           break;
         }
+        // (remote experts: their bytes are streamed by the expert workers, not counted)
       }
     }
   }
@@ -172,7 +198,9 @@ int Run(const Args& a) {
   }
   const ModelConfig& cfg = (*ck)->config();
   const auto t_load0 = std::chrono::steady_clock::now();
-  auto weights = LoadModelWeights(**ck, WeightSelection{}, StderrLoadProgress());
+  WeightSelection sel;
+  sel.routed_experts = a.expert_workers.empty();  // remote experts are not mapped here
+  auto weights = LoadModelWeights(**ck, sel, StderrLoadProgress());
   if (!weights.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(weights.status().message()).c_str());
     return 1;
@@ -196,7 +224,16 @@ int Run(const Args& a) {
                  static_cast<long long>(cfg.max_position_embeddings));
     return 2;
   }
-  Transformer model(cfg, *weights, *backend);
+  std::unique_ptr<ExpertDispatcher> dispatcher;
+  if (!a.expert_workers.empty()) {
+    auto d = ConnectExpertWorkers(cfg, a.expert_workers, a.cluster);
+    if (!d.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(d.status().message()).c_str());
+      return 1;
+    }
+    dispatcher = std::move(*d);
+  }
+  Transformer model(cfg, *weights, *backend, dispatcher.get());
   Sampler sampler(a.sampling);
   auto kv = model.NewCache();
   std::vector<float> logits;
@@ -261,6 +298,14 @@ int Run(const Args& a) {
                         {"decode_tokens_per_s", decode_tps},
                         {"decode_weight_bytes_per_token", bpt},
                         {"decode_weight_gb_per_s", decode_tps * bpt / 1e9}};
+    if (dispatcher) {
+      const auto& es = dispatcher->stats();
+      j["expert_workers"] = a.expert_workers;
+      j["expert_exchanges"] = es.exchanges;
+      j["expert_exchange_seconds"] = es.seconds;
+      j["expert_bytes_sent"] = es.bytes_sent;
+      j["expert_bytes_received"] = es.bytes_received;
+    }
     std::cout << j.dump() << std::endl;
   } else {
     std::fprintf(stderr,

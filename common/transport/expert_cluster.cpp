@@ -1,0 +1,40 @@
+#include "common/transport/expert_cluster.h"
+
+#include "common/transport/grpc_expert_channel.h"
+#include "common/transport/ucx_expert_channel.h"
+
+namespace dsv3 {
+
+StatusOr<ExpertTransport> ParseExpertTransport(const std::string& s) {
+  if (s == "grpc") return ExpertTransport::kGrpc;
+  if (s == "ucx") return ExpertTransport::kUcx;
+  if (s == "nccl") {
+    return Unimplemented("transport", "the NCCL expert transport needs GPU workers, which are not built yet; use grpc or ucx");
+  }
+  return InvalidArgument("transport", StrCat("unknown expert transport '", s, "' (grpc, ucx)"));
+}
+
+StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectExpertWorkers(const ModelConfig& cfg,
+                                                                 const std::vector<std::string>& addresses,
+                                                                 const ExpertClusterOptions& opts) {
+  std::vector<ExpertWorkerEndpoint> eps;
+  const Deadline deadline = std::chrono::steady_clock::now() + opts.connect_timeout;
+  for (const auto& a : addresses) {
+    DSV3_ASSIGN_OR_RETURN(auto d, DescribeExpertWorker(a, deadline));
+    if (d.config_fingerprint() != cfg.Fingerprint()) {
+      return absl::FailedPreconditionError(StrCat("expert worker ", a, " serves a different model (config fingerprint ",
+                                                  d.config_fingerprint(), ", ours ", cfg.Fingerprint(), ")"));
+    }
+    ExpertWorkerEndpoint ep;
+    ep.experts.assign(d.experts().begin(), d.experts().end());
+    if (opts.transport == ExpertTransport::kUcx) {
+      ep.channel = std::make_unique<UcxExpertChannel>(a);
+    } else {
+      ep.channel = std::make_unique<GrpcExpertChannel>(a);
+    }
+    eps.push_back(std::move(ep));
+  }
+  return ExpertDispatcher::Create(cfg, std::move(eps), opts.dispatch);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,151 @@
+#include "common/transport/ucx_worker.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace dsv3 {
+namespace {
+
+constexpr std::string_view kSub = "ucx";
+
+Status UcsError(const char* what, ucs_status_t s) {
+  return absl::UnavailableError(StrCat("ucx: ", what, ": ", ucs_status_string(s)));
+}
+
+void EpError(void* arg, ucp_ep_h, ucs_status_t) {
+  if (arg) static_cast<std::atomic<bool>*>(arg)->store(true);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<UcxWorker>> UcxWorker::Create() {
+  std::unique_ptr<UcxWorker> w(new UcxWorker());
+  ucp_config_t* config = nullptr;
+  ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+  if (s != UCS_OK) return UcsError("config", s);
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
+  s = ucp_init(&params, config, &w->context_);
+  ucp_config_release(config);
+  if (s != UCS_OK) return UcsError("init", s);
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+  s = ucp_worker_create(w->context_, &wp, &w->worker_);
+  if (s != UCS_OK) return UcsError("worker", s);
+  s = ucp_worker_get_efd(w->worker_, &w->efd_);
+  if (s != UCS_OK) return UcsError("event fd", s);
+  ucp_address_t* addr = nullptr;
+  size_t len = 0;
+  s = ucp_worker_get_address(w->worker_, &addr, &len);
+  if (s != UCS_OK) return UcsError("address", s);
+  w->address_.assign(reinterpret_cast<const char*>(addr), len);
+  ucp_worker_release_address(w->worker_, addr);
+  return w;
+}
+
+UcxWorker::~UcxWorker() {
+  if (worker_) ucp_worker_destroy(worker_);
+  if (context_) ucp_cleanup(context_);
+}
+
+StatusOr<ucp_ep_h> UcxWorker::Connect(const std::string& remote, std::atomic<bool>* broken) {
+  if (remote.empty()) return InvalidArgument(kSub, "empty remote worker address");
+  ucp_ep_params_t p{};
+  p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  p.address = reinterpret_cast<const ucp_address_t*>(remote.data());
+  p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  p.err_handler.cb = EpError;
+  p.err_handler.arg = broken;
+  ucp_ep_h ep = nullptr;
+  ucs_status_t s = ucp_ep_create(worker_, &p, &ep);
+  if (s != UCS_OK) return UcsError("endpoint", s);
+  return ep;
+}
+
+void UcxWorker::Close(ucp_ep_h ep) {
+  if (!ep) return;
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  void* r = ucp_ep_close_nbx(ep, &p);
+  if (UCS_PTR_IS_PTR(r)) {
+    while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(worker_);
+    ucp_request_free(r);
+  }
+}
+
+Status UcxWorker::Wait(void* r, Deadline deadline, const std::atomic<bool>* broken, const char* what) {
+  if (r == nullptr) return absl::OkStatus();
+  if (UCS_PTR_IS_ERR(r)) return UcsError(what, UCS_PTR_STATUS(r));
+  ucs_status_t s;
+  uint32_t spins = 0;
+  while ((s = ucp_request_check_status(r)) == UCS_INPROGRESS) {
+    ucp_worker_progress(worker_);
+    if ((++spins & 1023) == 0) {
+      if (broken && broken->load()) {
+        ucp_request_cancel(worker_, r);
+        while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(worker_);
+        ucp_request_free(r);
+        return absl::UnavailableError(StrCat("ucx: ", what, ": peer failed"));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ucp_request_cancel(worker_, r);
+        while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(worker_);
+        ucp_request_free(r);
+        return absl::DeadlineExceededError(StrCat("ucx: ", what, ": deadline exceeded"));
+      }
+    }
+  }
+  ucp_request_free(r);
+  if (s != UCS_OK) return UcsError(what, s);
+  return absl::OkStatus();
+}
+
+Status UcxWorker::Send(ucp_ep_h ep, uint64_t tag, const std::string& bytes, Deadline deadline,
+                       const std::atomic<bool>* broken) {
+  ucp_request_param_t p{};
+  void* r = ucp_tag_send_nbx(ep, bytes.data(), bytes.size(), tag, &p);
+  return Wait(r, deadline, broken, "send");
+}
+
+bool UcxWorker::Sleep(int timeout_ms) {
+  // Arm, then block on the event fd: a waiting process must not burn a core (expert
+  // workers and attention share CPUs on small machines).
+  if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) return true;
+  pollfd p{efd_, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) > 0;
+}
+
+StatusOr<bool> UcxWorker::Receive(uint64_t tag, uint64_t mask, std::string* out, uint64_t* sender_tag, Deadline deadline,
+                                  const std::atomic<bool>* broken, int max_sleep_ms) {
+  ucp_tag_recv_info_t info{};
+  ucp_tag_message_h msg = nullptr;
+  uint32_t spins = 0;
+  for (;;) {
+    while (ucp_worker_progress(worker_) != 0) {
+    }
+    msg = ucp_tag_probe_nb(worker_, tag, mask, 1, &info);
+    if (msg != nullptr) break;
+    if (broken && broken->load()) return absl::UnavailableError("ucx: receive: peer failed");
+    const auto now = std::chrono::steady_clock::now();
+    if (now > deadline) return false;
+    if (++spins < 64) continue;  // a result is often microseconds away
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    Sleep(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left, max_sleep_ms))));
+    if (max_sleep_ms < 1000 && std::chrono::steady_clock::now() >= now + std::chrono::milliseconds(max_sleep_ms)) {
+      return false;  // bounded wait for callers that have other work (server loop)
+    }
+  }
+  out->resize(info.length);
+  ucp_request_param_t p{};
+  void* r = ucp_tag_msg_recv_nbx(worker_, out->data(), info.length, msg, &p);
+  DSV3_RETURN_IF_ERROR(Wait(r, Deadline::max(), nullptr, "receive"));
+  if (sender_tag) *sender_tag = info.sender_tag;
+  return true;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,54 @@
+// ExpertWorker: the transport-independent core of an expert worker process. It owns one
+// slice of the routed experts (for every MoE layer), validates each ExpertBatch and
+// returns the weighted partial sums. Transports (gRPC, UCX) call Handle().
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/checkpoint/checkpoint.h"
+#include "common/model/model_weights.h"
+#include "common/transport/expert_wire.h"
+#include "kernels/backend.h"
+
+namespace dsv3 {
+
+struct ExpertWorkerOptions {
+  std::string model_dir;
+  std::string experts = "all";  // "0-127,200"
+  std::string worker_id;
+  int threads = 0;
+  kernels::CpuIsa isa = kernels::CpuIsa::kAuto;
+  // Benchmarks of the exchange alone: skip the expert math, return zeros.
+  bool skip_compute = false;
+};
+
+class ExpertWorker {
+ public:
+  static StatusOr<std::unique_ptr<ExpertWorker>> Create(const ExpertWorkerOptions& opts);
+
+  const ModelConfig& config() const { return ckpt_->config(); }
+  const std::vector<int32_t>& experts() const { return experts_; }
+  expert_pb::DescribeResponse Describe() const;
+  // Never fails as a call: errors travel inside the result (error_code/message), so one
+  // bad message does not take the stream or the process down.
+  expert_pb::ExpertResult Handle(const expert_pb::ExpertBatch& batch);
+  uint64_t handled() const { return handled_; }
+  uint64_t resident_weight_bytes() const { return ckpt_->bytes_mapped(); }
+
+ private:
+  ExpertWorker() = default;
+  ExpertWorkerOptions opts_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  ModelWeights weights_;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::vector<int32_t> experts_;
+  WireLimits limits_;
+  std::string fingerprint_;
+  std::mutex mu_;  // one batch at a time on the backend
+  uint64_t handled_ = 0;
+};
+
+}  // namespace dsv3

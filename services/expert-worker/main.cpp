@@ -1,0 +1,102 @@
+// dsv3-expert-worker: hosts a slice of the routed experts of every MoE layer.
+//   dsv3-expert-worker --model DIR --experts 0-127 --listen 127.0.0.1:PORT
+//                      [--transport grpc|ucx] [--threads N] [--worker-id NAME] [--skip-compute]
+// Prints "listening on HOST:PORT" once serving (PORT 0 picks a free port).
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "services/expert-worker/expert_grpc_service.h"
+#include "services/expert-worker/expert_ucx_server.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;  // set by the signal handler only
+void OnSignal(int) { g_stop = 1; }
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: dsv3-expert-worker --model DIR [--experts 0-127|all] [--listen 127.0.0.1:0]\n"
+               "       [--transport grpc|ucx] [--threads N] [--worker-id NAME] [--skip-compute]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace dsv3;
+  ExpertWorkerOptions opts;
+  std::string listen = "127.0.0.1:0", transport = "grpc";
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "error: missing value for %s\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--model") opts.model_dir = next();
+    else if (k == "--experts") opts.experts = next();
+    else if (k == "--listen") listen = next();
+    else if (k == "--transport") transport = next();
+    else if (k == "--threads") opts.threads = std::atoi(next().c_str());
+    else if (k == "--worker-id") opts.worker_id = next();
+    else if (k == "--skip-compute") opts.skip_compute = true;
+    else if (k == "--help" || k == "-h") { Usage(); return 0; }
+    else {
+      std::fprintf(stderr, "error: unknown option %s\n", k.c_str());
+      Usage();
+      return 2;
+    }
+  }
+  if (opts.model_dir.empty() || (transport != "grpc" && transport != "ucx")) {
+    Usage();
+    return 2;
+  }
+  if (opts.worker_id.empty()) opts.worker_id = "expert-worker[" + opts.experts + "]";
+  auto worker = ExpertWorker::Create(opts);
+  if (!worker.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(worker.status().message()).c_str());
+    return 1;
+  }
+  ExpertGrpcService service(**worker);
+  std::unique_ptr<ExpertUcxServer> ucx;
+  if (transport == "ucx") {
+    auto u = ExpertUcxServer::Start(**worker);
+    if (!u.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(u.status().message()).c_str());
+      return 1;
+    }
+    ucx = std::move(*u);
+    service.ucx_address = ucx->address();
+    service.on_connect_ucx = [&](const expert::v1::ConnectUcxRequest& r) { return ucx->RegisterClient(r); };
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxWireMessageBytes + (1 << 20)));
+  builder.SetMaxSendMessageSize(static_cast<int>(kMaxWireMessageBytes + (1 << 20)));
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "error: cannot listen on %s\n", listen.c_str());
+    return 1;
+  }
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  std::fprintf(stderr, "dsv3-expert-worker: experts %s of %lld, %llu weight bytes mapped, transport %s\n",
+               FormatExpertRanges((*worker)->experts()).c_str(), static_cast<long long>((*worker)->config().n_routed_experts),
+               static_cast<unsigned long long>((*worker)->resident_weight_bytes()), transport.c_str());
+  std::printf("listening on %s:%d\n", host.c_str(), port);
+  std::fflush(stdout);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
