@@ -28,6 +28,8 @@ ExpertDispatcher::ExpertDispatcher(const ModelConfig& cfg, std::vector<ExpertWor
     }
   }
   stats_.routed_tokens_per_expert.assign(cfg.n_routed_experts, 0);
+  stats_.exchanges_per_layer.assign(cfg.num_hidden_layers, 0);
+  stats_.seconds_per_layer.assign(cfg.num_hidden_layers, 0.0);
 }
 
 std::string ExpertDispatcher::Describe(size_t w) const {
@@ -145,8 +147,14 @@ Status ExpertDispatcher::Combine(float* out) {
     }
     pending_[w].clear();
   }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   ++stats_.exchanges;
-  stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  stats_.seconds += secs;
+  stats_.last_seconds = secs;
+  if (layer_ >= 0 && layer_ < static_cast<int64_t>(stats_.exchanges_per_layer.size())) {
+    ++stats_.exchanges_per_layer[layer_];
+    stats_.seconds_per_layer[layer_] += secs;
+  }
   return absl::OkStatus();
 }
 

@@ -37,6 +37,9 @@ struct ExchangeStats {
   uint64_t bytes_received = 0;
   double seconds = 0;  // Dispatch start -> Combine end, summed
   std::vector<uint64_t> routed_tokens_per_expert;
+  std::vector<uint64_t> exchanges_per_layer;   // [num_hidden_layers]
+  std::vector<double> seconds_per_layer;       // [num_hidden_layers]
+  double last_seconds = 0;                     // the most recent exchange
 };
 
 class ExpertDispatcher final : public RoutedExpertExecutor {

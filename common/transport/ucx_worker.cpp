@@ -1,6 +1,7 @@
 #include "common/transport/ucx_worker.h"
 
 #include <poll.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cstring>
@@ -85,7 +86,8 @@ Status UcxWorker::Wait(void* r, Deadline deadline, const std::atomic<bool>* brok
   uint32_t spins = 0;
   while ((s = ucp_request_check_status(r)) == UCS_INPROGRESS) {
     ucp_worker_progress(worker_);
-    if ((++spins & 1023) == 0) {
+    if ((++spins & 15) == 0) sched_yield();
+    if ((spins & 1023) == 0) {
       if (broken && broken->load()) {
         ucp_request_cancel(worker_, r);
         while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(worker_);
@@ -124,7 +126,8 @@ StatusOr<bool> UcxWorker::Receive(uint64_t tag, uint64_t mask, std::string* out,
                                   const std::atomic<bool>* broken, int max_sleep_ms) {
   ucp_tag_recv_info_t info{};
   ucp_tag_message_h msg = nullptr;
-  uint32_t spins = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto slept_since = start;
   for (;;) {
     while (ucp_worker_progress(worker_) != 0) {
     }
@@ -133,12 +136,16 @@ StatusOr<bool> UcxWorker::Receive(uint64_t tag, uint64_t mask, std::string* out,
     if (broken && broken->load()) return absl::UnavailableError("ucx: receive: peer failed");
     const auto now = std::chrono::steady_clock::now();
     if (now > deadline) return false;
-    if (++spins < 64) continue;  // a result is often microseconds away
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
-    Sleep(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left, max_sleep_ms))));
-    if (max_sleep_ms < 1000 && std::chrono::steady_clock::now() >= now + std::chrono::milliseconds(max_sleep_ms)) {
-      return false;  // bounded wait for callers that have other work (server loop)
+    // Poll, yielding the core between rounds: UCX's rendezvous steps need progress on
+    // both sides, and not every transport signals the event fd (shared memory may not),
+    // so a sleeping peer stalls big messages. After 5 ms of silence fall back to 1 ms
+    // event-fd waits, so an idle process does not spin.
+    if (now - start < std::chrono::milliseconds(5)) {
+      sched_yield();
+      continue;
     }
+    if (max_sleep_ms < 1000 && now - slept_since >= std::chrono::milliseconds(max_sleep_ms)) return false;
+    Sleep(1);
   }
   out->resize(info.length);
   ucp_request_param_t p{};

@@ -55,7 +55,7 @@ void ExpertUcxServer::Loop() {
   while (!stop_.load()) {
     ProcessConnects();
     uint64_t tag = 0;
-    auto got = ucx_->Receive(0, 0, &msg, &tag, Deadline::max(), nullptr, /*max_sleep_ms=*/50);
+    auto got = ucx_->Receive(0, 0, &msg, &tag, Deadline::max(), nullptr, /*max_sleep_ms=*/20);
     if (!got.ok() || !*got) continue;
     // A client registers (gRPC) before its first message, but the registration may still
     // sit in the queue.

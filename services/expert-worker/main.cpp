@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+
+#include "common/util/allocator_tuning.h"
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -29,6 +31,7 @@ void Usage() {
 
 int main(int argc, char** argv) {
   using namespace dsv3;
+  dsv3::TuneAllocatorForLargeBuffers();
   ExpertWorkerOptions opts;
   std::string listen = "127.0.0.1:0", transport = "grpc";
   for (int i = 1; i < argc; ++i) {

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+
+#include "common/util/allocator_tuning.h"
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -320,6 +322,7 @@ int Run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dsv3::TuneAllocatorForLargeBuffers();
   Args a;
   Status st = ParseArgs(argc, argv, &a);
   if (!st.ok()) {
