@@ -114,7 +114,8 @@ std::vector<std::string> Checkpoint::TensorNames() const {
   return out;
 }
 
-Status Checkpoint::Load(const std::vector<std::string>& names, const LoadProgressFn& progress) {
+Status Checkpoint::Load(const std::vector<std::string>& names, const LoadProgressFn& progress,
+                        bool copy_to_anonymous) {
   std::map<SafetensorsFile*, std::vector<const TensorInfo*>> per_file;
   LoadProgress p;
   for (const auto& n : names) {
@@ -129,7 +130,7 @@ Status Checkpoint::Load(const std::vector<std::string>& names, const LoadProgres
   p.shards_total = static_cast<int>(per_file.size());
   const auto t0 = std::chrono::steady_clock::now();
   for (auto& [file, infos] : per_file) {
-    DSV3_ASSIGN_OR_RETURN(uint64_t mapped, file->Map(infos));
+    DSV3_ASSIGN_OR_RETURN(uint64_t mapped, file->Map(infos, copy_to_anonymous));
     bytes_mapped_ += mapped;
     ++shards_mapped_;
     for (const TensorInfo* t : infos) {

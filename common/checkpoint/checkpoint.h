@@ -54,7 +54,12 @@ class Checkpoint {
   std::vector<std::string> TensorNames() const;
 
   // Maps and pre-faults exactly these tensors. A missing name is an error naming it.
-  Status Load(const std::vector<std::string>& names, const LoadProgressFn& progress = nullptr);
+  // copy_to_anonymous: read them into anonymous huge-page memory instead of mapping the
+  // page cache. Decode streams every weight per token, and 4 KiB file pages cost a TLB
+  // miss per page; huge pages do not. Needs the RAM for the weights (the page cache may
+  // be dropped afterwards); mmap stays the default for checkpoints larger than memory.
+  Status Load(const std::vector<std::string>& names, const LoadProgressFn& progress = nullptr,
+              bool copy_to_anonymous = false);
   // A loaded tensor, checked against the expected dtype set and shape (empty: any).
   StatusOr<TensorView> Get(const std::string& name, std::initializer_list<DType> dtypes = {},
                            const std::vector<int64_t>& shape = {}) const;

@@ -164,7 +164,7 @@ const TensorInfo* SafetensorsFile::Find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-StatusOr<uint64_t> SafetensorsFile::Map(const std::vector<const TensorInfo*>& wanted) {
+StatusOr<uint64_t> SafetensorsFile::Map(const std::vector<const TensorInfo*>& wanted, bool copy) {
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   // Page-aligned [begin, end) file ranges of the wanted tensors not mapped yet.
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -185,9 +185,25 @@ StatusOr<uint64_t> SafetensorsFile::Map(const std::vector<const TensorInfo*>& wa
   }
   uint64_t total = 0;
   for (const auto& [b, e] : merged) {
-    void* p = ::mmap(nullptr, e - b, PROT_READ, MAP_SHARED, fd_, static_cast<off_t>(b));
-    if (p == MAP_FAILED) {
-      return Internal(kSub, StrCat(path_, ": mmap of ", e - b, " bytes at offset ", b, " failed: ", std::strerror(errno)));
+    void* p = nullptr;
+    if (copy) {
+      p = ::mmap(nullptr, e - b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) {
+        return Internal(kSub, StrCat(path_, ": cannot allocate ", e - b, " bytes: ", std::strerror(errno)));
+      }
+      ::madvise(p, e - b, MADV_HUGEPAGE);
+      const uint64_t n = std::min(e, file_size_) - b;
+      Status st = ReadExact(fd_, p, n, b, path_);
+      if (!st.ok()) {
+        ::munmap(p, e - b);
+        return st;
+      }
+      ::mprotect(p, e - b, PROT_READ);
+    } else {
+      p = ::mmap(nullptr, e - b, PROT_READ, MAP_SHARED, fd_, static_cast<off_t>(b));
+      if (p == MAP_FAILED) {
+        return Internal(kSub, StrCat(path_, ": mmap of ", e - b, " bytes at offset ", b, " failed: ", std::strerror(errno)));
+      }
     }
     maps_.push_back({b, e - b, p});
     total += e - b;

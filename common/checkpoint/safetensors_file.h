@@ -60,7 +60,9 @@ class SafetensorsFile {
   // that are adjacent in the file (ranges sharing a page are merged), so bytes of tensors
   // nobody asked for are never mapped beyond the pages they share with wanted ones. May be
   // called again for more tensors. Returns the number of bytes newly mapped.
-  StatusOr<uint64_t> Map(const std::vector<const TensorInfo*>& wanted);
+  // With `copy`, each range is read into anonymous memory backed by transparent huge
+  // pages instead (see LoadOptions::copy_to_anonymous).
+  StatusOr<uint64_t> Map(const std::vector<const TensorInfo*>& wanted, bool copy = false);
   int num_mappings() const { return static_cast<int>(maps_.size()); }
   // Pointer to a mapped tensor's bytes, or nullptr if it lies outside every mapping.
   const uint8_t* Data(const TensorInfo& t) const;

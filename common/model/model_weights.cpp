@@ -138,7 +138,7 @@ StatusOr<ModelWeights> LoadModelWeights(Checkpoint& ckpt, const WeightSelection&
     if (!ckpt.Has(n)) return NotFound("checkpoint", StrCat(ckpt.dir(), ": missing tensor '", n, "'"));
     AddLinear(ckpt, n, &names);
   }
-  DSV3_RETURN_IF_ERROR(ckpt.Load(names, progress));
+  DSV3_RETURN_IF_ERROR(ckpt.Load(names, progress, sel.copy_to_anonymous));
 
   Builder b(ckpt);
   ModelWeights w;

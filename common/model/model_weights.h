@@ -56,6 +56,7 @@ struct WeightSelection {
   bool attention_and_dense = true;  // embeddings, attention, dense MLPs, gates, shared, head
   bool routed_experts = true;
   std::vector<bool> expert_mask;    // empty: all routed experts
+  bool copy_to_anonymous = false;   // see Checkpoint::Load
 };
 
 // Tensor names (HF layout) that `sel` needs, scales included.

@@ -47,6 +47,7 @@ struct Args {
   kernels::CpuIsa isa = kernels::CpuIsa::kAuto;
   bool json = false;
   bool ignore_eos = false;
+  bool copy_weights = false;  // read weights into huge-page memory instead of mmap
   std::string tokenizer;  // dir with tokenizer.json + tokenizer_config.json (default: --model)
   bool needs_tokenizer() const { return interactive || !prompt_text.empty(); }
   std::vector<std::string> expert_workers;  // empty: experts in-process
@@ -57,7 +58,7 @@ void Usage() {
   std::fprintf(stderr,
                "usage: dsv3-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | --interactive) [--tokenizer DIR]\n"
                "       [--max-new-tokens N] [--top-logprobs K] [--temperature T] [--top-p P] [--top-k K]\n"
-               "       [--seed S] [--threads N] [--isa auto|scalar|avx2|avx512] [--ignore-eos] [--json]\n"
+               "       [--seed S] [--threads N] [--isa auto|scalar|avx2|avx512] [--ignore-eos] [--copy-weights] [--json]\n"
                "       [--expert-workers HOST:PORT,... [--expert-transport grpc|ucx] [--wire-dtype f32|bf16]\n"
                "        [--expert-timeout-ms N]]\n");
 }
@@ -92,6 +93,7 @@ Status ParseArgs(int argc, char** argv, Args* a) {
     if (k == "--json") { a->json = true; continue; }
     if (k == "--interactive") { a->interactive = true; continue; }
     if (k == "--ignore-eos") { a->ignore_eos = true; continue; }
+    if (k == "--copy-weights") { a->copy_weights = true; continue; }
     if (k == "--help" || k == "-h") { Usage(); std::exit(0); }
     if (!val(&v)) return bad("missing value for " + k);
     int64_t n = 0;
@@ -227,6 +229,7 @@ StatusOr<std::unique_ptr<Engine>> Load(const Args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   WeightSelection sel;
   sel.routed_experts = a.expert_workers.empty();  // remote experts are not mapped here
+  sel.copy_to_anonymous = a.copy_weights;
   DSV3_ASSIGN_OR_RETURN(e->weights, LoadModelWeights(*e->ckpt, sel, StderrLoadProgress()));
   e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string err;
