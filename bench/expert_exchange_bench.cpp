@@ -123,7 +123,7 @@ void BM_ExpertExchange(benchmark::State& state, const std::string& transport) {
 
 void BM_ExchangeGrpc(benchmark::State& s) { BM_ExpertExchange(s, "grpc"); }
 void BM_ExchangeUcx(benchmark::State& s) { BM_ExpertExchange(s, "ucx"); }
-BENCHMARK(BM_ExchangeGrpc)->ArgsProduct({{512, 7168}, {1, 16, 128, 1024}})->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_ExchangeUcx)->ArgsProduct({{512, 7168}, {1, 16, 128, 1024}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_ExchangeGrpc)->ArgsProduct({{512, 7168}, {1, 16, 128, 1024}})->MinWarmUpTime(0.3)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_ExchangeUcx)->ArgsProduct({{512, 7168}, {1, 16, 128, 1024}})->MinWarmUpTime(0.3)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "common/checkpoint/checkpoint.h"
 #include "common/model/transformer.h"
+#include "common/transport/expert_cluster.h"
 
 namespace {
 
@@ -17,6 +18,7 @@ struct Loaded {
   std::unique_ptr<Checkpoint> ckpt;
   ModelWeights weights;
   std::unique_ptr<kernels::Backend> backend;
+  std::unique_ptr<ExpertDispatcher> dispatcher;
   std::unique_ptr<Transformer> model;
   std::string error;
 };
@@ -35,14 +37,36 @@ Loaded& Model() {
       return r;
     }
     r.ckpt = std::move(*ck);
-    auto w = LoadModelWeights(*r.ckpt, WeightSelection{});
+    // DSV3_BENCH_EXPERT_WORKERS=host:port,...: routed experts in those processes.
+    const char* remote = std::getenv("DSV3_BENCH_EXPERT_WORKERS");
+    WeightSelection sel;
+    sel.routed_experts = remote == nullptr;
+    auto w = LoadModelWeights(*r.ckpt, sel);
     if (!w.ok()) {
       r.error = std::string(w.status().message());
       return r;
     }
     r.weights = std::move(*w);
     r.backend = kernels::MakeCpuBackend({});
-    r.model = std::make_unique<Transformer>(r.ckpt->config(), r.weights, *r.backend);
+    if (remote) {
+      std::vector<std::string> addrs;
+      std::string s = remote;
+      for (size_t p = 0; p < s.size();) {
+        size_t q = s.find(',', p);
+        if (q == std::string::npos) q = s.size();
+        addrs.push_back(s.substr(p, q - p));
+        p = q + 1;
+      }
+      ExpertClusterOptions opts;
+      if (const char* t = std::getenv("DSV3_BENCH_EXPERT_TRANSPORT")) opts.transport = *ParseExpertTransport(t);
+      auto d = ConnectExpertWorkers(r.ckpt->config(), addrs, opts);
+      if (!d.ok()) {
+        r.error = std::string(d.status().message());
+        return r;
+      }
+      r.dispatcher = std::move(*d);
+    }
+    r.model = std::make_unique<Transformer>(r.ckpt->config(), r.weights, *r.backend, r.dispatcher.get());
     return r;
   }();
   return l;

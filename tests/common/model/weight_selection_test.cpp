@@ -2,6 +2,7 @@
 // routed experts and none of the attention weights.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,24 @@ TEST(WeightSelection, AttentionSideMapsNoRoutedExperts) {
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_FALSE((*ck)->Get("model.layers.1.mlp.experts.0.gate_proj.weight").ok());
   EXPECT_TRUE((*ck)->Get("model.layers.1.mlp.shared_experts.gate_proj.weight").ok());
+}
+
+// Weights read into anonymous (huge-page) memory are byte-identical to the mmap'ed ones.
+TEST(WeightSelection, CopyToAnonymousMemoryMatchesMmap) {
+  const std::string dir = MakeModel("copy");
+  auto a = Checkpoint::Open(dir), b = Checkpoint::Open(dir);
+  ASSERT_TRUE(a.ok() && b.ok());
+  WeightSelection sel;
+  auto wa = LoadModelWeights(**a, sel);
+  sel.copy_to_anonymous = true;
+  auto wb = LoadModelWeights(**b, sel);
+  ASSERT_TRUE(wa.ok() && wb.ok()) << wb.status();
+  for (const auto& n : (*a)->TensorNames()) {
+    auto ta = (*a)->Get(n), tb = (*b)->Get(n);
+    ASSERT_TRUE(ta.ok() && tb.ok()) << n;
+    ASSERT_NE(ta->data, tb->data);
+    ASSERT_EQ(0, std::memcmp(ta->data, tb->data, ta->info->end - ta->info->begin)) << n;
+  }
 }
 
 TEST(WeightSelection, MissingScaleOfFp8WeightIsNamed) {
