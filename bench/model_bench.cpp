@@ -6,23 +6,19 @@
 #include <memory>
 #include <vector>
 
-#include "common/checkpoint/checkpoint.h"
-#include "common/model/transformer.h"
-#include "common/transport/expert_cluster.h"
+#include "common/engine/model_instance.h"
 
 namespace {
 
 using namespace dsv3;
 
 struct Loaded {
-  std::unique_ptr<Checkpoint> ckpt;
-  ModelWeights weights;
-  std::unique_ptr<kernels::Backend> backend;
-  std::unique_ptr<ExpertDispatcher> dispatcher;
-  std::unique_ptr<Transformer> model;
+  std::unique_ptr<ModelInstance> m;
   std::string error;
 };
 
+// DSV3_BENCH_MODEL: checkpoint dir; DSV3_BENCH_EXPERT_WORKERS=host:port,...: routed experts
+// in those processes (DSV3_BENCH_EXPERT_TRANSPORT grpc|ucx).
 Loaded& Model() {
   static Loaded l = [] {
     Loaded r;
@@ -31,42 +27,31 @@ Loaded& Model() {
       r.error = "set DSV3_BENCH_MODEL to a checkpoint directory (bench/run.sh does)";
       return r;
     }
-    auto ck = Checkpoint::Open(dir);
-    if (!ck.ok()) {
-      r.error = std::string(ck.status().message());
-      return r;
-    }
-    r.ckpt = std::move(*ck);
-    // DSV3_BENCH_EXPERT_WORKERS=host:port,...: routed experts in those processes.
-    const char* remote = std::getenv("DSV3_BENCH_EXPERT_WORKERS");
-    WeightSelection sel;
-    sel.routed_experts = remote == nullptr;
-    auto w = LoadModelWeights(*r.ckpt, sel);
-    if (!w.ok()) {
-      r.error = std::string(w.status().message());
-      return r;
-    }
-    r.weights = std::move(*w);
-    r.backend = kernels::MakeCpuBackend({});
-    if (remote) {
-      std::vector<std::string> addrs;
+    ModelInstanceOptions o;
+    o.model_dir = dir;
+    if (const char* remote = std::getenv("DSV3_BENCH_EXPERT_WORKERS")) {
       std::string s = remote;
       for (size_t p = 0; p < s.size();) {
         size_t q = s.find(',', p);
         if (q == std::string::npos) q = s.size();
-        addrs.push_back(s.substr(p, q - p));
+        o.expert_workers.push_back(s.substr(p, q - p));
         p = q + 1;
       }
-      ExpertClusterOptions opts;
-      if (const char* t = std::getenv("DSV3_BENCH_EXPERT_TRANSPORT")) opts.transport = *ParseExpertTransport(t);
-      auto d = ConnectExpertWorkers(r.ckpt->config(), addrs, opts);
-      if (!d.ok()) {
-        r.error = std::string(d.status().message());
+    }
+    if (const char* t = std::getenv("DSV3_BENCH_EXPERT_TRANSPORT")) {
+      auto tr = ParseExpertTransport(t);
+      if (!tr.ok()) {
+        r.error = std::string(tr.status().message());
         return r;
       }
-      r.dispatcher = std::move(*d);
+      o.cluster.transport = *tr;
     }
-    r.model = std::make_unique<Transformer>(r.ckpt->config(), r.weights, *r.backend, r.dispatcher.get());
+    auto m = LoadModelInstance(o);
+    if (!m.ok()) {
+      r.error = std::string(m.status().message());
+      return r;
+    }
+    r.m = std::move(*m);
     return r;
   }();
   return l;
@@ -85,15 +70,15 @@ std::vector<int64_t> Tokens(int64_t n, int64_t vocab, uint64_t seed) {
 // One decode step for `batch` sequences, each with a 128-token context.
 void BM_ModelDecodeStep(benchmark::State& state) {
   Loaded& m = Model();
-  if (!m.model) return state.SkipWithError(m.error.c_str());
-  const int64_t batch = state.range(0), ctx = 128, V = m.ckpt->config().vocab_size;
+  if (!m.m) return state.SkipWithError(m.error.c_str());
+  const int64_t batch = state.range(0), ctx = 128, V = m.m->config().vocab_size;
   std::vector<std::unique_ptr<SequenceKvCache>> kv;
   std::vector<std::vector<int64_t>> prompts;
   std::vector<float> logits;
   for (int64_t b = 0; b < batch; ++b) {
-    kv.push_back(m.model->NewCache());
+    kv.push_back(m.m->model->NewCache());
     prompts.push_back(Tokens(ctx + 4096, V, b + 1));
-    if (!m.model->Forward({{kv.back().get(), prompts.back().data(), ctx, 0}}, &logits).ok()) return state.SkipWithError("prefill failed");
+    if (!m.m->model->Forward({{kv.back().get(), prompts.back().data(), ctx, 0}}, &logits).ok()) return state.SkipWithError("prefill failed");
   }
   for (auto _ : state) {
     std::vector<SequenceInput> in;
@@ -101,7 +86,7 @@ void BM_ModelDecodeStep(benchmark::State& state) {
       const int64_t pos = kv[b]->length();
       in.push_back({kv[b].get(), prompts[b].data() + pos, 1, pos});
     }
-    if (!m.model->Forward(in, &logits).ok()) return state.SkipWithError("decode failed");
+    if (!m.m->model->Forward(in, &logits).ok()) return state.SkipWithError("decode failed");
     // Keep the context from growing without bound over many iterations.
     if (kv[0]->length() >= ctx + 4000) {
       for (auto& k : kv) k->set_length(ctx);
@@ -113,13 +98,13 @@ BENCHMARK(BM_ModelDecodeStep)->Arg(1)->Arg(4)->Arg(16)->Unit(benchmark::kMillise
 
 void BM_ModelPrefill(benchmark::State& state) {
   Loaded& m = Model();
-  if (!m.model) return state.SkipWithError(m.error.c_str());
+  if (!m.m) return state.SkipWithError(m.error.c_str());
   const int64_t n = state.range(0);
-  auto toks = Tokens(n, m.ckpt->config().vocab_size, 7);
+  auto toks = Tokens(n, m.m->config().vocab_size, 7);
   std::vector<float> logits;
   for (auto _ : state) {
-    auto kv = m.model->NewCache();
-    if (!m.model->Forward({{kv.get(), toks.data(), n, 0}}, &logits).ok()) return state.SkipWithError("prefill failed");
+    auto kv = m.m->model->NewCache();
+    if (!m.m->model->Forward({{kv.get(), toks.data(), n, 0}}, &logits).ok()) return state.SkipWithError("prefill failed");
   }
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
 }

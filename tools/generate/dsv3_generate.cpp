@@ -24,7 +24,7 @@
 #include "common/model/model_weights.h"
 #include "common/model/sampler.h"
 #include "common/model/transformer.h"
-#include "common/transport/expert_cluster.h"
+#include "common/engine/model_instance.h"
 #include "common/chat_template/chat_template.h"
 #include "common/tokenizer/bpe_tokenizer.h"
 #include "common/tokenizer/incremental_detokenizer.h"
@@ -201,21 +201,15 @@ int64_t DecodeBytesPerToken(const ModelConfig& cfg, const ModelWeights& w) {
   return b;
 }
 
+// The model plus what --prompt / --interactive need on top of it.
 struct Engine {
-  std::unique_ptr<Checkpoint> ckpt;
-  ModelWeights weights;
-  std::unique_ptr<kernels::Backend> backend;
-  std::unique_ptr<ExpertDispatcher> dispatcher;
-  std::unique_ptr<Transformer> model;
-  std::unique_ptr<BpeTokenizer> tokenizer;     // only for --prompt / --interactive
+  std::unique_ptr<ModelInstance> m;
+  std::unique_ptr<BpeTokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat;
-  double load_seconds = 0;
 };
 
 StatusOr<std::unique_ptr<Engine>> Load(const Args& a) {
   auto e = std::make_unique<Engine>();
-  DSV3_ASSIGN_OR_RETURN(e->ckpt, Checkpoint::Open(a.model));
-  const ModelConfig& cfg = e->ckpt->config();
   if (a.needs_tokenizer()) {
     const std::string dir = a.tokenizer.empty() ? a.model : a.tokenizer;
     if (!std::ifstream(dir + "/tokenizer.json")) {
@@ -226,19 +220,14 @@ StatusOr<std::unique_ptr<Engine>> Load(const Args& a) {
     DSV3_ASSIGN_OR_RETURN(e->tokenizer, BpeTokenizer::FromDirectory(dir));
     DSV3_ASSIGN_OR_RETURN(e->chat, ChatTemplate::FromTokenizerConfigDir(dir));
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  WeightSelection sel;
-  sel.routed_experts = a.expert_workers.empty();  // remote experts are not mapped here
-  sel.copy_to_anonymous = a.copy_weights;
-  DSV3_ASSIGN_OR_RETURN(e->weights, LoadModelWeights(*e->ckpt, sel, StderrLoadProgress()));
-  e->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::string err;
-  e->backend = kernels::MakeCpuBackend({a.isa, a.threads}, &err);
-  if (!e->backend) return InvalidArgument("dsv3-generate", err);
-  if (!a.expert_workers.empty()) {
-    DSV3_ASSIGN_OR_RETURN(e->dispatcher, ConnectExpertWorkers(cfg, a.expert_workers, a.cluster));
-  }
-  e->model = std::make_unique<Transformer>(cfg, e->weights, *e->backend, e->dispatcher.get());
+  ModelInstanceOptions o;
+  o.model_dir = a.model;
+  o.backend = {a.isa, a.threads};
+  o.expert_workers = a.expert_workers;
+  o.cluster = a.cluster;
+  o.copy_weights = a.copy_weights;
+  o.progress = StderrLoadProgress();
+  DSV3_ASSIGN_OR_RETURN(e->m, LoadModelInstance(o));
   return e;
 }
 
@@ -253,7 +242,7 @@ struct Generation {
 // Generates from `prompt`; on_token(id) is called as each token is chosen (streaming).
 StatusOr<Generation> Generate(Engine& e, const Args& a, const std::vector<int64_t>& prompt, Sampler& sampler,
                               const std::function<void(int64_t)>& on_token) {
-  const ModelConfig& cfg = e.ckpt->config();
+  const ModelConfig& cfg = e.m->config();
   for (int64_t id : prompt) {
     if (id < 0 || id >= cfg.vocab_size) {
       return InvalidArgument("dsv3-generate", StrCat("prompt token id ", id, " outside the vocabulary [0, ", cfg.vocab_size, ")"));
@@ -264,10 +253,10 @@ StatusOr<Generation> Generate(Engine& e, const Args& a, const std::vector<int64_
                                                    cfg.max_position_embeddings));
   }
   Generation g;
-  auto kv = e.model->NewCache();
+  auto kv = e.m->model->NewCache();
   std::vector<float> logits;
   const auto t0 = std::chrono::steady_clock::now();
-  DSV3_RETURN_IF_ERROR(e.model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits));
+  DSV3_RETURN_IF_ERROR(e.m->model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits));
   const auto t1 = std::chrono::steady_clock::now();
   int64_t pos = static_cast<int64_t>(prompt.size());
   for (int64_t s = 0; s < a.max_new_tokens; ++s) {
@@ -288,7 +277,7 @@ StatusOr<Generation> Generate(Engine& e, const Args& a, const std::vector<int64_
       break;
     }
     if (s + 1 == a.max_new_tokens) break;
-    DSV3_RETURN_IF_ERROR(e.model->Forward({{kv.get(), &tok, 1, pos}}, &logits));
+    DSV3_RETURN_IF_ERROR(e.m->model->Forward({{kv.get(), &tok, 1, pos}}, &logits));
     ++pos;
     ++g.decode_steps;
   }
@@ -304,13 +293,13 @@ StatusOr<std::vector<int64_t>> RenderChat(Engine& e, const nlohmann::ordered_jso
 }
 
 void PrintSpeed(const Engine& e, const Generation& g, size_t prompt_len) {
-  const ModelConfig& cfg = e.ckpt->config();
+  const ModelConfig& cfg = e.m->config();
   const double ptps = prompt_len / g.prefill_s, dtps = g.decode_steps > 0 ? g.decode_steps / g.decode_s : 0.0;
-  const int64_t bpt = DecodeBytesPerToken(cfg, e.weights);
+  const int64_t bpt = DecodeBytesPerToken(cfg, e.m->weights);
   std::fprintf(stderr,
                "[%s, %d threads%s] prefill %zu tok in %.3f s (%.1f tok/s); decode %lld tok in %.3f s (%.1f tok/s, "
                "%.1f MB weights/token, %.1f GB/s)\n",
-               e.backend->name().c_str(), e.backend->num_threads(), e.dispatcher ? ", remote experts" : "", prompt_len,
+               e.m->backend->name().c_str(), e.m->backend->num_threads(), e.m->dispatcher ? ", remote experts" : "", prompt_len,
                g.prefill_s, ptps, static_cast<long long>(g.decode_steps), g.decode_s, dtps, bpt / 1e6, dtps * bpt / 1e9);
 }
 
@@ -408,19 +397,19 @@ int Run(const Args& a) {
     std::fprintf(stderr, "error: %s\n", std::string(g.status().message()).c_str());
     return absl::IsInvalidArgument(g.status()) ? 2 : 1;
   }
-  const ModelConfig& cfg = e.ckpt->config();
+  const ModelConfig& cfg = e.m->config();
   const double prefill_tps = prompt.size() / g->prefill_s;
   const double decode_tps = g->decode_steps > 0 ? g->decode_steps / g->decode_s : 0.0;
-  const int64_t bpt = DecodeBytesPerToken(cfg, e.weights);
+  const int64_t bpt = DecodeBytesPerToken(cfg, e.m->weights);
   if (a.json) {
     nlohmann::json j = {{"model", a.model},
-                        {"backend", e.backend->name()},
-                        {"threads", e.backend->num_threads()},
+                        {"backend", e.m->backend->name()},
+                        {"threads", e.m->backend->num_threads()},
                         {"prompt_ids", prompt},
                         {"generated_ids", g->ids},
                         {"finish_reason", g->finish},
                         {"steps", g->steps},
-                        {"load_seconds", e.load_seconds},
+                        {"load_seconds", e.m->load_seconds},
                         {"prefill_tokens", prompt.size()},
                         {"prefill_seconds", g->prefill_s},
                         {"prefill_tokens_per_s", prefill_tps},
@@ -430,8 +419,8 @@ int Run(const Args& a) {
                         {"decode_weight_bytes_per_token", bpt},
                         {"decode_weight_gb_per_s", decode_tps * bpt / 1e9}};
     if (e.tokenizer) j["text"] = text;
-    if (e.dispatcher) {
-      const auto& es = e.dispatcher->stats();
+    if (e.m->dispatcher) {
+      const auto& es = e.m->dispatcher->stats();
       j["expert_workers"] = a.expert_workers;
       j["expert_exchanges"] = es.exchanges;
       j["expert_exchange_seconds"] = es.seconds;

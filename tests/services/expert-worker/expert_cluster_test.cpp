@@ -11,9 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "child_process.h"
-#include "common/checkpoint/checkpoint.h"
-#include "common/model/transformer.h"
-#include "common/transport/expert_cluster.h"
+#include "common/engine/model_instance.h"
 #include "common/transport/grpc_expert_channel.h"
 #include "tools/mkmodel/random_checkpoint.h"
 
@@ -42,35 +40,19 @@ const std::string& MkModel() {
   return dir;
 }
 
-struct Engine {
-  std::unique_ptr<Checkpoint> ckpt;
-  ModelWeights weights;
-  std::unique_ptr<kernels::Backend> backend;
-  std::unique_ptr<ExpertDispatcher> dispatcher;
-  std::unique_ptr<Transformer> model;
-};
+using Engine = ModelInstance;
 
 // remote empty: single-process engine.
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, const std::vector<std::string>& remote,
                                    ExpertClusterOptions opts = {}) {
-  auto e = std::make_unique<Engine>();
-  auto ck = Checkpoint::Open(dir);
-  EXPECT_TRUE(ck.ok()) << ck.status();
-  e->ckpt = std::move(*ck);
-  WeightSelection sel;
-  sel.routed_experts = remote.empty();
-  auto w = LoadModelWeights(*e->ckpt, sel);
-  EXPECT_TRUE(w.ok()) << w.status();
-  e->weights = std::move(*w);
-  e->backend = kernels::MakeCpuBackend({kernels::CpuIsa::kAuto, 1});
-  if (!remote.empty()) {
-    auto d = ConnectExpertWorkers(e->ckpt->config(), remote, opts);
-    EXPECT_TRUE(d.ok()) << d.status();
-    if (!d.ok()) return nullptr;
-    e->dispatcher = std::move(*d);
-  }
-  e->model = std::make_unique<Transformer>(e->ckpt->config(), e->weights, *e->backend, e->dispatcher.get());
-  return e;
+  ModelInstanceOptions o;
+  o.model_dir = dir;
+  o.backend = {kernels::CpuIsa::kAuto, 1};
+  o.expert_workers = remote;
+  o.cluster = opts;
+  auto m = LoadModelInstance(o);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(*m) : nullptr;
 }
 
 struct GreedyRun {
@@ -83,7 +65,7 @@ GreedyRun Greedy(Engine& e, std::vector<int64_t> prompt, int steps) {
   GreedyRun r;
   auto kv = e.model->NewCache();
   std::vector<float> logits;
-  const int64_t V = e.ckpt->config().vocab_size;
+  const int64_t V = e.config().vocab_size;
   r.status = e.model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits);
   int64_t pos = static_cast<int64_t>(prompt.size());
   for (int s = 0; s < steps && r.status.ok(); ++s) {
