@@ -2,6 +2,9 @@
 
 #include "common/transport/grpc_expert_channel.h"
 #include "common/transport/ucx_expert_channel.h"
+#ifdef DSV3_HAVE_NCCL
+#include "common/transport/nccl_expert_channel.h"
+#endif
 
 namespace dsv3 {
 
@@ -9,9 +12,13 @@ StatusOr<ExpertTransport> ParseExpertTransport(const std::string& s) {
   if (s == "grpc") return ExpertTransport::kGrpc;
   if (s == "ucx") return ExpertTransport::kUcx;
   if (s == "nccl") {
-    return Unimplemented("transport", "the NCCL expert transport needs GPU workers, which are not built yet; use grpc or ucx");
+#ifdef DSV3_HAVE_NCCL
+    return ExpertTransport::kNccl;
+#else
+    return Unimplemented("transport", "this build has no NCCL (CUDA toolkit with NCCL not found at build time); use grpc or ucx");
+#endif
   }
-  return InvalidArgument("transport", StrCat("unknown expert transport '", s, "' (grpc, ucx)"));
+  return InvalidArgument("transport", StrCat("unknown expert transport '", s, "' (grpc, ucx, nccl)"));
 }
 
 StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectExpertWorkers(const ModelConfig& cfg,
@@ -29,6 +36,10 @@ StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectExpertWorkers(const ModelConf
     ep.experts.assign(d.experts().begin(), d.experts().end());
     if (opts.transport == ExpertTransport::kUcx) {
       ep.channel = std::make_unique<UcxExpertChannel>(a);
+#ifdef DSV3_HAVE_NCCL
+    } else if (opts.transport == ExpertTransport::kNccl) {
+      ep.channel = std::make_unique<NcclExpertChannel>(a);
+#endif
     } else {
       ep.channel = std::make_unique<GrpcExpertChannel>(a);
     }

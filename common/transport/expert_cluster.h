@@ -10,7 +10,8 @@
 
 namespace dsv3 {
 
-enum class ExpertTransport { kGrpc, kUcx };
+// kNccl exists in every build; ParseExpertTransport refuses it where NCCL was not built.
+enum class ExpertTransport { kGrpc, kUcx, kNccl };
 StatusOr<ExpertTransport> ParseExpertTransport(const std::string& s);
 
 struct ExpertClusterOptions {

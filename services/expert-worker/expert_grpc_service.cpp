@@ -26,4 +26,14 @@ grpc::Status ExpertGrpcService::ConnectUcx(grpc::ServerContext*, const expert_pb
   return grpc::Status::OK;
 }
 
+grpc::Status ExpertGrpcService::ConnectNccl(grpc::ServerContext*, const expert_pb::ConnectNcclRequest* req,
+                                            expert_pb::ConnectNcclResponse*) {
+  if (!on_connect_nccl) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this expert worker was built without NCCL");
+  }
+  Status st = on_connect_nccl(*req);
+  if (!st.ok()) return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
+  return grpc::Status::OK;
+}
+
 }  // namespace dsv3

@@ -16,10 +16,13 @@ class ExpertGrpcService final : public expert_pb::ExpertService::Service {
   grpc::Status Exchange(grpc::ServerContext* ctx,
                         grpc::ServerReaderWriter<expert_pb::ExpertResult, expert_pb::ExpertBatch>* stream) override;
   grpc::Status ConnectUcx(grpc::ServerContext*, const expert_pb::ConnectUcxRequest*, expert_pb::ConnectUcxResponse*) override;
+  grpc::Status ConnectNccl(grpc::ServerContext*, const expert_pb::ConnectNcclRequest*, expert_pb::ConnectNcclResponse*) override;
 
   // Set by the UCX server when UCX is offered.
   std::function<Status(const expert_pb::ConnectUcxRequest&)> on_connect_ucx;
   std::string ucx_address;
+  // Set where NCCL is built.
+  std::function<Status(const expert_pb::ConnectNcclRequest&)> on_connect_nccl;
 
  private:
   ExpertWorker& worker_;

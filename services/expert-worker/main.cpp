@@ -15,6 +15,9 @@
 
 #include "services/expert-worker/expert_grpc_service.h"
 #include "services/expert-worker/expert_ucx_server.h"
+#ifdef DSV3_HAVE_NCCL
+#include "services/expert-worker/expert_nccl_server.h"
+#endif
 
 namespace {
 
@@ -79,6 +82,11 @@ int main(int argc, char** argv) {
     service.ucx_address = ucx->address();
     service.on_connect_ucx = [&](const expert::v1::ConnectUcxRequest& r) { return ucx->RegisterClient(r); };
   }
+#ifdef DSV3_HAVE_NCCL
+  // NCCL is offered whenever built; ConnectNccl refuses clearly on machines without a GPU.
+  ExpertNcclServer nccl(**worker);
+  service.on_connect_nccl = [&](const expert::v1::ConnectNcclRequest& r) { return nccl.Connect(r); };
+#endif
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;

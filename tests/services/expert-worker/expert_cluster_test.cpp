@@ -6,12 +6,18 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "child_process.h"
 #include "common/engine/model_instance.h"
+#ifdef DSV3_HAVE_NCCL
+#include <cuda_runtime.h>
+
+#include "common/transport/nccl_link.h"
+#endif
 #include "common/transport/grpc_expert_channel.h"
 #include "tools/mkmodel/random_checkpoint.h"
 
@@ -265,6 +271,74 @@ TEST(Cluster, HungWorkerHitsTheDeadline) {
     EXPECT_LT(secs, 1.5 + 2.0);
     std::printf("[cluster] %s: hung worker reported after %.3f s (deadline 1.5 s)\n", transport, secs);
   }
+}
+
+// NCCL: built wherever the CUDA toolkit has NCCL. It needs two GPUs (one per rank); without
+// them the request must fail cleanly with a message saying why, never hang or crash.
+TEST(Cluster, NcclTransport) {
+#ifndef DSV3_HAVE_NCCL
+  auto t = ParseExpertTransport("nccl");
+  ASSERT_FALSE(t.ok());
+  GTEST_SKIP() << "built without NCCL: " << t.status();
+#else
+  const std::string dir = MkModel();
+  std::string a0, a1;
+  ChildProcess w0 = StartExpertWorker(dir, "0-127", "grpc", &a0);
+  ChildProcess w1 = StartExpertWorker(dir, "128-255", "grpc", &a1);
+  ASSERT_FALSE(a0.empty());
+  ASSERT_FALSE(a1.empty());
+  ExpertClusterOptions opts;
+  opts.transport = *ParseExpertTransport("nccl");
+  opts.dispatch.timeout = std::chrono::seconds(30);
+  auto e = MakeEngine(dir, {a0, a1}, opts);
+  ASSERT_NE(e, nullptr);
+  const auto prompt = Prompt(9);
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 2) {
+    GreedyRun r = Greedy(*e, prompt, 2);
+    ASSERT_FALSE(r.status.ok());
+    EXPECT_NE(std::string(r.status.message()).find("CUDA device"), std::string::npos) << r.status;
+    EXPECT_NE(std::string(r.status.message()).find("nccl://"), std::string::npos) << r.status;
+    std::printf("[cluster] nccl without 2 GPUs fails cleanly: %s\n", std::string(r.status.message()).c_str());
+    GTEST_SKIP() << "NCCL equivalence needs 2 CUDA devices (found " << devices << ")";
+  }
+  auto local = MakeEngine(dir, {});
+  GreedyRun a = Greedy(*local, prompt, 8), b = Greedy(*e, prompt, 8);
+  ASSERT_TRUE(b.status.ok()) << b.status;
+  EXPECT_EQ(a.tokens, b.tokens);
+#endif
+}
+
+int64_t RssBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+// A worker's resident memory follows its slice, not the checkpoint.
+TEST(Cluster, WorkerResidentMemoryIsAboutItsSlice) {
+  const std::string dir = ::testing::TempDir() + "/dsv3_cluster_rss";
+  std::filesystem::remove_all(dir);
+  auto cfg = PresetConfig("tiny", false);
+  nlohmann::json j = cfg->ToJson();
+  for (const char* kv : {"hidden_size=512", "moe_intermediate_size=256", "vocab_size=4096", "intermediate_size=512"}) {
+    ASSERT_TRUE(ApplyConfigOverride(&j, kv).ok());
+  }
+  ASSERT_TRUE(WriteRandomCheckpoint(dir, j, 9, 2).ok());
+  const double expert_bytes = 256.0 * 3 * 256 * 512 * 2 * 2;  // experts x projections x shape x bf16 x MoE layers
+  std::string a_slice, a_all;
+  ChildProcess slice = StartExpertWorker(dir, "0-31", "grpc", &a_slice);
+  ChildProcess all = StartExpertWorker(dir, "all", "grpc", &a_all);
+  ASSERT_FALSE(a_slice.empty());
+  ASSERT_FALSE(a_all.empty());
+  const double rss_slice = static_cast<double>(RssBytes(slice.pid())), rss_all = static_cast<double>(RssBytes(all.pid()));
+  std::printf("[cluster] RSS: worker with 32/256 experts %.1f MB, with all %.1f MB; expert weights %.1f MB in total\n",
+              rss_slice / 1e6, rss_all / 1e6, expert_bytes / 1e6);
+  EXPECT_GT(rss_all - rss_slice, 0.75 * expert_bytes * 224 / 256);  // the other 224 experts
+  EXPECT_LT(rss_slice, 0.5 * rss_all);  // (an absolute bound would not survive sanitizer builds)
 }
 
 TEST(Cluster, MalformedMessagesAreRejectedAndTheWorkerStaysUp) {
