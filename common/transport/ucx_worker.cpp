@@ -58,6 +58,9 @@ StatusOr<ucp_ep_h> UcxWorker::Connect(const std::string& remote, std::atomic<boo
   ucp_ep_params_t p{};
   p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
   p.address = reinterpret_cast<const ucp_address_t*>(remote.data());
+  // Peer-failure handling is what turns a killed worker into an immediate error; UCX then
+  // excludes transports without it (shared memory here), so messages ride loopback TCP.
+  // Measured trade-off in docs/BENCHMARKS.md.
   p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   p.err_handler.cb = EpError;
   p.err_handler.arg = broken;
