@@ -194,25 +194,46 @@ TEST(Cluster, ReplicatedExpertsAndBf16Wire) {
   EXPECT_GT(corr, 0.999);
 }
 
+// Two workers (0-127, 128-255) over `transport`, an attention-side engine with the given
+// exchange deadline, and a prompt already prefilled into `kv`.
+struct TwoWorkerCluster {
+  std::vector<ChildProcess> workers;
+  std::vector<std::string> addrs;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<SequenceKvCache> kv;
+};
+
+void StartTwoWorkerCluster(const std::string& dir, const char* transport, std::chrono::milliseconds deadline,
+                           const std::vector<int64_t>& prompt, TwoWorkerCluster* c) {
+  for (const char* slice : {"0-127", "128-255"}) {
+    std::string a;
+    c->workers.push_back(StartExpertWorker(dir, slice, transport, &a));
+    ASSERT_FALSE(a.empty()) << "expert worker " << slice << " did not start";
+    c->addrs.push_back(a);
+  }
+  ExpertClusterOptions opts;
+  opts.transport = *ParseExpertTransport(transport);
+  opts.dispatch.timeout = deadline;
+  c->engine = MakeEngine(dir, c->addrs, opts);
+  ASSERT_NE(c->engine, nullptr);
+  c->kv = c->engine->model->NewCache();
+  std::vector<float> logits;
+  ASSERT_TRUE(c->engine->model->Forward({{c->kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits).ok());
+}
+
 TEST(Cluster, KilledWorkerFailsWithinDeadlineAndRecoversAfterRestart) {
   const std::string dir = MkModel();
   for (const char* transport : {"grpc", "ucx"}) {
-    std::string a0, a1;
-    ChildProcess w0 = StartExpertWorker(dir, "0-127", transport, &a0);
-    ChildProcess w1 = StartExpertWorker(dir, "128-255", transport, &a1);
-    ASSERT_FALSE(a0.empty());
-    ASSERT_FALSE(a1.empty());
-    ExpertClusterOptions opts;
-    opts.transport = *ParseExpertTransport(transport);
-    opts.dispatch.timeout = std::chrono::milliseconds(3000);
-    auto e = MakeEngine(dir, {a0, a1}, opts);
-    ASSERT_NE(e, nullptr);
-    auto kv = e->model->NewCache();
     const auto prompt = Prompt(9);
+    TwoWorkerCluster c;
+    StartTwoWorkerCluster(dir, transport, std::chrono::milliseconds(3000), prompt, &c);
+    if (HasFatalFailure()) return;
+    auto& e = c.engine;
+    auto& kv = c.kv;
+    const std::string a1 = c.addrs[1];
     std::vector<float> logits;
-    ASSERT_TRUE(e->model->Forward({{kv.get(), prompt.data(), 9, 0}}, &logits).ok());
-    w1.Kill(SIGKILL);
-    w1.Wait();
+    c.workers[1].Kill(SIGKILL);
+    c.workers[1].Wait();
     const int64_t tok = 5;
     const auto t0 = std::chrono::steady_clock::now();
     Status st = e->model->Forward({{kv.get(), &tok, 1, 9}}, &logits);
@@ -244,20 +265,14 @@ TEST(Cluster, KilledWorkerFailsWithinDeadlineAndRecoversAfterRestart) {
 TEST(Cluster, HungWorkerHitsTheDeadline) {
   const std::string dir = MkModel();
   for (const char* transport : {"grpc", "ucx"}) {
-    std::string a0, a1;
-    ChildProcess w0 = StartExpertWorker(dir, "0-127", transport, &a0);
-    ChildProcess w1 = StartExpertWorker(dir, "128-255", transport, &a1);
-    ASSERT_FALSE(a0.empty());
-    ASSERT_FALSE(a1.empty());
-    ExpertClusterOptions opts;
-    opts.transport = *ParseExpertTransport(transport);
-    opts.dispatch.timeout = std::chrono::milliseconds(1500);
-    auto e = MakeEngine(dir, {a0, a1}, opts);
-    ASSERT_NE(e, nullptr);
-    auto kv = e->model->NewCache();
     const auto prompt = Prompt(5);
+    TwoWorkerCluster c;
+    StartTwoWorkerCluster(dir, transport, std::chrono::milliseconds(1500), prompt, &c);
+    if (HasFatalFailure()) return;
+    auto& e = c.engine;
+    auto& kv = c.kv;
     std::vector<float> logits;
-    ASSERT_TRUE(e->model->Forward({{kv.get(), prompt.data(), 5, 0}}, &logits).ok());
+    ChildProcess& w1 = c.workers[1];
     w1.Kill(SIGSTOP);
     const int64_t tok = 5;
     const auto t0 = std::chrono::steady_clock::now();
