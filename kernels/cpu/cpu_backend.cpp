@@ -17,7 +17,7 @@ namespace dsv3::kernels {
 namespace {
 
 constexpr int64_t kGemvMaxRows = 16;
-constexpr int64_t kPanelRows = 128;
+constexpr int64_t kPanelRows = 256;  // upper bound; see PanelRows()
 
 class CpuBackend final : public Backend {
  public:
@@ -44,6 +44,13 @@ class CpuBackend final : public Backend {
     return dequant_;
   }
 
+  // Big panels amortize sgemm's packing (256 rows measured best in bench/), but keep at
+  // least two panels per thread so every thread has work.
+  int64_t PanelRows(int64_t n) const {
+    const int64_t want = (n + 2 * pool_.size() - 1) / (2 * pool_.size());
+    return std::min<int64_t>(kPanelRows, std::max<int64_t>(64, (want + 63) / 64 * 64));
+  }
+
   void Linear(const float* x, int64_t m, const WeightMatrix& w, float* y) override {
     if (m <= 0 || w.rows <= 0) return;
     const int64_t K = w.cols, N = w.rows;
@@ -58,23 +65,24 @@ class CpuBackend final : public Backend {
       });
       return;
     }
+    const int64_t panel = PanelRows(N);
     if (w.type == WeightType::kF32) {
-      const int64_t tasks = (N + kPanelRows - 1) / kPanelRows;
+      const int64_t tasks = (N + panel - 1) / panel;
       pool_.ParallelFor(tasks, [&](int64_t t) {
-        const int64_t r0 = t * kPanelRows, n = std::min(kPanelRows, N - r0);
+        const int64_t r0 = t * panel, n = std::min(panel, N - r0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, K, 1.0f, x, K,
                     static_cast<const float*>(w.data) + r0 * K, K, 0.0f, y + r0, N);
       });
       return;
     }
     cpu::DequantFn dq = DequantFor(w);
-    const int64_t tasks = (N + kPanelRows - 1) / kPanelRows;
+    const int64_t tasks = (N + panel - 1) / panel;
     pool_.ParallelFor(tasks, [&](int64_t t) {
-      thread_local std::vector<float> panel;
-      const int64_t r0 = t * kPanelRows, n = std::min(kPanelRows, N - r0);
-      panel.resize(static_cast<size_t>(n * K));
-      dq(w, r0, n, panel.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, K, 1.0f, x, K, panel.data(), K,
+      thread_local std::vector<float> buf;
+      const int64_t r0 = t * panel, n = std::min(panel, N - r0);
+      buf.resize(static_cast<size_t>(n * K));
+      dq(w, r0, n, buf.data());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, K, 1.0f, x, K, buf.data(), K,
                   0.0f, y + r0, N);
     });
   }
