@@ -2,6 +2,8 @@
 // routed experts and none of the attention weights.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,12 @@
 namespace dsv3 {
 namespace {
 
+// Removes a test's scratch directory however the test ends.
+struct Cleanup {
+  std::string dir;
+  ~Cleanup() { std::filesystem::remove_all(dir); }
+};
+
 std::string MakeModel(const std::string& name) {
   auto cfg = PresetConfig("tiny", false);
   EXPECT_TRUE(cfg.ok());
@@ -22,7 +30,7 @@ std::string MakeModel(const std::string& name) {
   for (const char* kv : {"vocab_size=4096", "hidden_size=256", "moe_intermediate_size=64", "intermediate_size=256"}) {
     EXPECT_TRUE(ApplyConfigOverride(&j, kv).ok()) << kv;
   }
-  const std::string dir = ::testing::TempDir() + "/dsv3_wsel_" + name;
+  const std::string dir = ::testing::TempDir() + "/dsv3_wsel_" + name + "_" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   auto r = WriteRandomCheckpoint(dir, j, 5, 3);
   EXPECT_TRUE(r.ok()) << r.status();
@@ -31,6 +39,7 @@ std::string MakeModel(const std::string& name) {
 
 TEST(WeightSelection, ExpertSliceMapsOnlyItsExperts) {
   const std::string dir = MakeModel("slice");
+  Cleanup cleanup{dir};
   auto ck = Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
   const ModelConfig& cfg = (*ck)->config();
@@ -67,6 +76,7 @@ TEST(WeightSelection, ExpertSliceMapsOnlyItsExperts) {
 
 TEST(WeightSelection, AttentionSideMapsNoRoutedExperts) {
   const std::string dir = MakeModel("attn");
+  Cleanup cleanup{dir};
   auto ck = Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok());
   WeightSelection sel;
@@ -80,6 +90,7 @@ TEST(WeightSelection, AttentionSideMapsNoRoutedExperts) {
 // Weights read into anonymous (huge-page) memory are byte-identical to the mmap'ed ones.
 TEST(WeightSelection, CopyToAnonymousMemoryMatchesMmap) {
   const std::string dir = MakeModel("copy");
+  Cleanup cleanup{dir};
   auto a = Checkpoint::Open(dir), b = Checkpoint::Open(dir);
   ASSERT_TRUE(a.ok() && b.ok());
   WeightSelection sel;
@@ -98,7 +109,8 @@ TEST(WeightSelection, CopyToAnonymousMemoryMatchesMmap) {
 TEST(WeightSelection, MissingScaleOfFp8WeightIsNamed) {
   auto cfg = PresetConfig("tiny", true);
   ASSERT_TRUE(cfg.ok());
-  const std::string dir = ::testing::TempDir() + "/dsv3_wsel_noscale";
+  const std::string dir = ::testing::TempDir() + "/dsv3_wsel_noscale_" + std::to_string(::getpid());
+  Cleanup cleanup{dir};
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(WriteRandomCheckpoint(dir, cfg->ToJson(), 3, 2).ok());
   // Drop one scale from the index: the loader must name the weight and the missing scale.

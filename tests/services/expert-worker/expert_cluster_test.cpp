@@ -3,6 +3,7 @@
 // malformed messages.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -33,17 +34,28 @@ std::string SharedOracle(const char* name) {
   return std::filesystem::is_directory(d) ? d : "";
 }
 
+// A directory private to this test process (ctest runs tests in parallel processes),
+// removed when the process exits.
+struct ScratchDir {
+  explicit ScratchDir(const std::string& name)
+      : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {
+    std::filesystem::remove_all(path);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
 // A dsv3-mkmodel model (tiny shape, its own seed): always available, unlike ../shared.
 const std::string& MkModel() {
-  static std::string dir = [] {
-    std::string d = ::testing::TempDir() + "/dsv3_cluster_mkmodel";
-    std::filesystem::remove_all(d);
+  static ScratchDir dir("cluster_mkmodel");
+  static bool made = [] {
     auto cfg = PresetConfig("tiny", true);
-    auto r = WriteRandomCheckpoint(d, cfg->ToJson(), 17, 2);
+    auto r = WriteRandomCheckpoint(dir.path, cfg->ToJson(), 17, 2);
     EXPECT_TRUE(r.ok()) << r.status();
-    return d;
+    return r.ok();
   }();
-  return dir;
+  (void)made;
+  return dir.path;
 }
 
 using Engine = ModelInstance;
@@ -335,8 +347,8 @@ int64_t RssBytes(pid_t pid) {
 
 // A worker's resident memory follows its slice, not the checkpoint.
 TEST(Cluster, WorkerResidentMemoryIsAboutItsSlice) {
-  const std::string dir = ::testing::TempDir() + "/dsv3_cluster_rss";
-  std::filesystem::remove_all(dir);
+  ScratchDir scratch("cluster_rss");
+  const std::string dir = scratch.path;
   auto cfg = PresetConfig("tiny", false);
   nlohmann::json j = cfg->ToJson();
   for (const char* kv : {"hidden_size=512", "moe_intermediate_size=256", "vocab_size=4096", "intermediate_size=512"}) {
