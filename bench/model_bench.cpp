@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "common/engine/model_instance.h"
 
 namespace {
@@ -30,13 +31,7 @@ Loaded& Model() {
     ModelInstanceOptions o;
     o.model_dir = dir;
     if (const char* remote = std::getenv("DSV3_BENCH_EXPERT_WORKERS")) {
-      std::string s = remote;
-      for (size_t p = 0; p < s.size();) {
-        size_t q = s.find(',', p);
-        if (q == std::string::npos) q = s.size();
-        o.expert_workers.push_back(s.substr(p, q - p));
-        p = q + 1;
-      }
+      for (absl::string_view piece : absl::StrSplit(remote, ',', absl::SkipEmpty())) o.expert_workers.emplace_back(piece);
     }
     if (const char* t = std::getenv("DSV3_BENCH_EXPERT_TRANSPORT")) {
       auto tr = ParseExpertTransport(t);

@@ -1,5 +1,7 @@
 #include "common/transport/expert_wire.h"
 
+#include "kernels/number_formats.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -7,14 +9,6 @@ namespace dsv3 {
 namespace {
 
 constexpr std::string_view kSub = "expert-wire";
-
-uint16_t ToBf16(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40);  // NaN stays NaN
-  b += 0x7fffu + ((b >> 16) & 1u);
-  return static_cast<uint16_t>(b >> 16);
-}
 
 }  // namespace
 
@@ -33,7 +27,7 @@ void EncodeFloats(const float* x, int64_t n, WireDType d, std::string* out) {
   }
   out->resize(off + static_cast<size_t>(n) * 2);
   auto* p = reinterpret_cast<uint16_t*>(out->data() + off);
-  for (int64_t i = 0; i < n; ++i) p[i] = ToBf16(x[i]);
+  for (int64_t i = 0; i < n; ++i) p[i] = kernels::F32ToBf16(x[i]);
 }
 
 void DecodeFloats(const std::string& bytes, int64_t n, expert_pb::WireDType d, float* out) {
@@ -42,10 +36,7 @@ void DecodeFloats(const std::string& bytes, int64_t n, expert_pb::WireDType d, f
     return;
   }
   const auto* p = reinterpret_cast<const uint16_t*>(bytes.data());
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t b = static_cast<uint32_t>(p[i]) << 16;
-    std::memcpy(out + i, &b, 4);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = kernels::Bf16ToF32(p[i]);
 }
 
 StatusOr<DecodedBatch> DecodeExpertBatch(const expert_pb::ExpertBatch& b, const WireLimits& lim) {

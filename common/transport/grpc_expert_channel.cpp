@@ -13,11 +13,18 @@ std::shared_ptr<grpc::Channel> MakeGrpcChannel(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 
+void SetGrpcDeadline(grpc::ClientContext* ctx, Deadline deadline) {
+  ctx->set_deadline(std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now()));
+}
+
+std::unique_ptr<expert_pb::ExpertService::Stub> ExpertStub(const std::string& address) {
+  return expert_pb::ExpertService::NewStub(MakeGrpcChannel(address));
+}
+
 StatusOr<expert_pb::DescribeResponse> DescribeExpertWorker(const std::string& address, Deadline deadline) {
-  auto stub = expert_pb::ExpertService::NewStub(MakeGrpcChannel(address));
+  auto stub = ExpertStub(address);
   grpc::ClientContext ctx;
-  // gRPC deadlines are wall-clock time points.
-  ctx.set_deadline(std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now()));
+  SetGrpcDeadline(&ctx, deadline);
   ctx.set_wait_for_ready(true);
   expert_pb::DescribeRequest req;
   expert_pb::DescribeResponse resp;

@@ -18,6 +18,10 @@ namespace dsv3 {
 
 // Channel arguments shared by every dsv3 gRPC client: message limits, fast reconnects.
 std::shared_ptr<grpc::Channel> MakeGrpcChannel(const std::string& address);
+// gRPC deadlines are wall-clock time points; ours are steady-clock ones.
+void SetGrpcDeadline(grpc::ClientContext* ctx, Deadline deadline);
+// A unary-call stub for one worker (Describe, ConnectUcx, ConnectNccl).
+std::unique_ptr<expert_pb::ExpertService::Stub> ExpertStub(const std::string& address);
 // Describe() with a deadline, as a status.
 StatusOr<expert_pb::DescribeResponse> DescribeExpertWorker(const std::string& address, Deadline deadline);
 

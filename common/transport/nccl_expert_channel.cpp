@@ -9,9 +9,9 @@ namespace dsv3 {
 Status NcclExpertChannel::EnsureConnected(Deadline deadline) {
   if (link_) return absl::OkStatus();
   DSV3_ASSIGN_OR_RETURN(std::string id, NcclLink::NewUniqueId());
-  auto stub = expert_pb::ExpertService::NewStub(MakeGrpcChannel(grpc_address_));
+  auto stub = ExpertStub(grpc_address_);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now()));
+  SetGrpcDeadline(&ctx, deadline);
   expert_pb::ConnectNcclRequest req;
   req.set_unique_id(id);
   req.set_client_id(std::random_device{}());

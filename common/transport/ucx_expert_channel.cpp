@@ -24,9 +24,9 @@ Status UcxExpertChannel::EnsureConnected(Deadline deadline) {
     DSV3_ASSIGN_OR_RETURN(ucx_, UcxWorker::Create());
   }
   // Register our address first: results are sent back to it.
-  auto stub = expert_pb::ExpertService::NewStub(MakeGrpcChannel(grpc_address_));
+  auto stub = ExpertStub(grpc_address_);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now()));
+  SetGrpcDeadline(&ctx, deadline);
   expert_pb::ConnectUcxRequest req;
   req.set_client_worker_address(ucx_->address());
   req.set_client_id(client_id_);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "kernels/number_formats.h"
 #include "kernels/weight_matrix.h"
 
 namespace dsv3::kernels::cpu {
@@ -24,9 +25,9 @@ void DequantAvx2(const WeightMatrix&, int64_t, int64_t, float*);
 void DequantAvx512(const WeightMatrix&, int64_t, int64_t, float*);
 
 // Scalar element conversions, shared by every ISA for tails and by tests.
-float Bf16ToF32(uint16_t v);
-float F16ToF32(uint16_t v);
-float E4m3ToF32(uint8_t v);  // e4m3fn: no infinities, 0x7F/0xFF are NaN
+using kernels::Bf16ToF32;
+using kernels::E4m3ToF32;
+using kernels::F16ToF32;
 // Scale of FP8 element (row, col): scale_inv[row / block_rows][col / block_cols].
 inline float Fp8Scale(const WeightMatrix& w, int64_t row, int64_t col) {
   return w.scale_inv[((row + w.scale_row0) / w.block_rows) * w.scale_cols() + col / w.block_cols];

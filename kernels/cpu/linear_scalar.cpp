@@ -6,46 +6,6 @@
 
 namespace dsv3::kernels::cpu {
 
-float Bf16ToF32(uint16_t v) {
-  uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float F16ToF32(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1f;
-  const uint32_t man = h & 0x3ff;
-  float f;
-  if (exp == 0) {
-    f = std::ldexp(static_cast<float>(man), -24);
-  } else if (exp == 31) {
-    f = man ? NAN : INFINITY;
-  } else {
-    f = std::ldexp(static_cast<float>(man | 0x400), static_cast<int>(exp) - 25);
-  }
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  bits |= sign;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float E4m3ToF32(uint8_t v) {
-  const int exp = (v >> 3) & 0xf;
-  const int man = v & 0x7;
-  float f;
-  if (exp == 0xf && man == 0x7) {
-    f = NAN;
-  } else if (exp == 0) {
-    f = std::ldexp(static_cast<float>(man), -9);
-  } else {
-    f = std::ldexp(static_cast<float>(8 + man), exp - 10);
-  }
-  return (v & 0x80) ? -f : f;
-}
-
 namespace {
 
 inline float Element(const WeightMatrix& w, int64_t r, int64_t c) {

@@ -43,16 +43,7 @@ Status ExpertNcclServer::Connect(const expert_pb::ConnectNcclRequest& req) {
     std::string in, out;
     for (;;) {
       if (!s->link->Receive(&in, Deadline::max()).ok()) return;  // caller gone or aborted
-      expert_pb::ExpertBatch b;
-      expert_pb::ExpertResult r;
-      if (!b.ParseFromString(in)) {
-        r.set_error_code(static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
-        r.set_error_message("expert worker: unparsable ExpertBatch");
-      } else {
-        r = worker_.Handle(b);
-      }
-      out.clear();
-      r.SerializeToString(&out);
+      worker_.HandleSerialized(in, /*fallback_seq=*/0, &out);
       if (!s->link->Send(out, std::chrono::steady_clock::now() + std::chrono::seconds(30)).ok()) return;
     }
   });

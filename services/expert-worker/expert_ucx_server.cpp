@@ -63,17 +63,7 @@ void ExpertUcxServer::Loop() {
     const uint64_t client = tag >> 32;
     auto it = clients_.find(client);
     if (it == clients_.end() || it->second.broken->load()) continue;  // unknown or gone: nobody to answer
-    expert_pb::ExpertBatch b;
-    expert_pb::ExpertResult r;
-    if (!b.ParseFromString(msg)) {
-      r.set_seq(tag & 0xffffffffu);
-      r.set_error_code(static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
-      r.set_error_message("expert worker: unparsable ExpertBatch");
-    } else {
-      r = worker_.Handle(b);
-    }
-    out.clear();
-    r.SerializeToString(&out);
+    worker_.HandleSerialized(msg, tag & 0xffffffffu, &out);
     Status st = ucx_->Send(it->second.ep, tag, out, std::chrono::steady_clock::now() + std::chrono::seconds(30),
                            it->second.broken.get());
     if (!st.ok()) {

@@ -85,4 +85,18 @@ expert_pb::ExpertResult ExpertWorker::Handle(const expert_pb::ExpertBatch& b) {
   return r;
 }
 
+void ExpertWorker::HandleSerialized(const std::string& in, uint64_t fallback_seq, std::string* out) {
+  expert_pb::ExpertBatch b;
+  expert_pb::ExpertResult r;
+  if (!b.ParseFromString(in)) {
+    r.set_seq(fallback_seq);
+    r.set_error_code(static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
+    r.set_error_message(StrCat(opts_.worker_id, ": unparsable ExpertBatch (", in.size(), " bytes)"));
+  } else {
+    r = Handle(b);
+  }
+  out->clear();
+  r.SerializeToString(out);
+}
+
 }  // namespace dsv3

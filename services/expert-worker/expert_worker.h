@@ -35,6 +35,9 @@ class ExpertWorker {
   // Never fails as a call: errors travel inside the result (error_code/message), so one
   // bad message does not take the stream or the process down.
   expert_pb::ExpertResult Handle(const expert_pb::ExpertBatch& batch);
+  // The same for byte transports (UCX, NCCL): a serialized batch in, a serialized result
+  // out; unparsable input becomes an error result for `fallback_seq`.
+  void HandleSerialized(const std::string& in, uint64_t fallback_seq, std::string* out);
   uint64_t handled() const { return handled_; }
   uint64_t resident_weight_bytes() const { return ckpt_->bytes_mapped(); }
 

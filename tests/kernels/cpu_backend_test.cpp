@@ -8,16 +8,10 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/linear_kernels.h"
+#include "kernels/number_formats.h"
 
 namespace dsv3::kernels {
 namespace {
-
-uint16_t ToBf16(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  b += 0x7fff + ((b >> 16) & 1);
-  return static_cast<uint16_t>(b >> 16);
-}
 
 struct TestWeight {
   WeightMatrix w;
@@ -50,7 +44,7 @@ TestWeight MakeWeight(WeightType type, int64_t rows, int64_t cols, std::mt19937&
     t.bytes.resize(rows * cols * 2);
     auto* p = reinterpret_cast<uint16_t*>(t.bytes.data());
     for (int64_t i = 0; i < rows * cols; ++i) {
-      p[i] = ToBf16(nd(rng));
+      p[i] = F32ToBf16(nd(rng));
       t.ref[i] = cpu::Bf16ToF32(p[i]);
     }
   } else {

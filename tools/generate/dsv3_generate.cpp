@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_split.h"
+
 #include "common/checkpoint/checkpoint.h"
 #include "common/model/model_weights.h"
 #include "common/model/sampler.h"
@@ -101,13 +103,9 @@ Status ParseArgs(int argc, char** argv, Args* a) {
       a->model = v;
     } else if (k == "--prompt-ids") {
       a->have_prompt_ids = true;
-      size_t p = 0;
-      while (p <= v.size()) {
-        size_t q = v.find(',', p);
-        if (q == std::string::npos) q = v.size();
-        if (!ParseInt(v.substr(p, q - p), &n)) return bad("--prompt-ids must be comma-separated integers, got '" + v + "'");
+      for (absl::string_view piece : absl::StrSplit(v, ',')) {
+        if (!ParseInt(std::string(piece), &n)) return bad("--prompt-ids must be comma-separated integers, got '" + v + "'");
         a->prompt_ids.push_back(n);
-        p = q + 1;
       }
     } else if (k == "--prompt") {
       if (v.empty()) return bad("--prompt must not be empty");
@@ -140,12 +138,8 @@ Status ParseArgs(int argc, char** argv, Args* a) {
       else if (v == "avx512") a->isa = kernels::CpuIsa::kAvx512;
       else return bad("--isa must be auto, scalar, avx2 or avx512");
     } else if (k == "--expert-workers") {
-      size_t p = 0;
-      while (p <= v.size()) {
-        size_t q = v.find(',', p);
-        if (q == std::string::npos) q = v.size();
-        if (q > p) a->expert_workers.push_back(v.substr(p, q - p));
-        p = q + 1;
+      for (absl::string_view piece : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        a->expert_workers.emplace_back(piece);
       }
       if (a->expert_workers.empty()) return bad("--expert-workers needs HOST:PORT[,HOST:PORT...]");
     } else if (k == "--expert-transport") {

@@ -1,5 +1,7 @@
 #include "tools/mkmodel/random_checkpoint.h"
 
+#include "kernels/number_formats.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -92,20 +94,8 @@ std::string Layer(int64_t l) { return StrCat("model.layers.", l, "."); }
 
 // ---- Number formats -----------------------------------------------------------------------
 
-uint16_t FloatToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7FFFu + ((bits >> 16) & 1u);  // round half to even on the dropped 16 bits
-  return static_cast<uint16_t>(bits >> 16);
-}
-
-float Bf16ToFloat(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+uint16_t FloatToBf16(float f) { return kernels::F32ToBf16(f); }
+float Bf16ToFloat(uint16_t b) { return kernels::Bf16ToF32(b); }
 
 uint8_t FloatToE4M3(float f) {
   uint32_t bits;
@@ -134,19 +124,7 @@ uint8_t FloatToE4M3(float f) {
   return sign | static_cast<uint8_t>(r - ((127u - 7u) << 3));
 }
 
-float E4M3ToFloat(uint8_t code) {
-  const int e = (code >> 3) & 0xF;
-  const int m = code & 7;
-  float v;
-  if (e == 15 && m == 7) {
-    v = std::nanf("");
-  } else if (e == 0) {
-    v = std::ldexp(static_cast<float>(m), -9);
-  } else {
-    v = std::ldexp(static_cast<float>(8 + m), e - 7 - 3);
-  }
-  return (code & 0x80) ? -v : v;
-}
+float E4M3ToFloat(uint8_t code) { return kernels::E4m3ToF32(code); }
 
 // ---- Configs ------------------------------------------------------------------------------
 
