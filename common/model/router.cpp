@@ -16,6 +16,9 @@ void RouteTokens(const ModelConfig& cfg, const float* logits, const float* bias,
   out->k = K;
   out->experts.assign(static_cast<size_t>(tokens * K), 0);
   out->weights.assign(static_cast<size_t>(tokens * K), 0.0f);
+  // V3 scales after normalizing; V2 (Hugging Face semantics) scales only unnormalized weights.
+  const bool scale = cfg.model_type == "deepseek_v3" || !cfg.norm_topk_prob;
+  const float route_scale = static_cast<float>(cfg.routed_scaling_factor);
   std::vector<float> scores(E), sel(E), group_score(G);
   std::vector<int32_t> order(E), gorder(G);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -62,8 +65,7 @@ void RouteTokens(const ModelConfig& cfg, const float* logits, const float* bias,
     for (int64_t i = 0; i < K; ++i) {
       float w = scores[order[i]];
       if (cfg.norm_topk_prob) w /= sum;
-      // V3 scales after normalizing; V2 (Hugging Face semantics) scales only unnormalized weights.
-      if (cfg.model_type == "deepseek_v3" || !cfg.norm_topk_prob) w *= static_cast<float>(cfg.routed_scaling_factor);
+      if (scale) w *= route_scale;
       out->experts[t * K + i] = order[i];
       out->weights[t * K + i] = w;
     }
