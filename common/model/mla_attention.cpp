@@ -41,8 +41,13 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
   }
   backend_.Rope(lat.data() + C, T, 1, LD, 0, rope, positions, inv_freq_.data(), rope_factor_);
   for (const auto& s : seqs) {
-    float* dst = s.kv->layer(layer) + s.start_pos * LD;
-    std::copy_n(lat.data() + s.row * LD, s.len * LD, dst);
+    for (int64_t p = 0; p < s.len;) {
+      int64_t run = 0;
+      float* dst = s.kv->Run(layer, s.start_pos + p, &run);
+      run = std::min(run, s.len - p);
+      std::copy_n(lat.data() + (s.row + p) * LD, run * LD, dst);
+      p += run;
+    }
   }
 
   // kv_b rows h*(nope+vd) + [0, nope) are Wk_h, + [nope, nope+vd) are Wv_h. Decode-sized
@@ -70,22 +75,51 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
   });
 
   std::vector<float> olat(static_cast<size_t>(T * H * C));
-  for (const auto& s : seqs) {
+  auto attend = [&](const SequenceSlice& s) {
     const int64_t S = s.start_pos + s.len;  // keys visible to the last row
     const int64_t rows = s.len * H;
-    const float* cache = s.kv->layer(layer);
     std::vector<float> scores(static_cast<size_t>(rows * S));
+    // The cache comes in contiguous runs (one for a contiguous cache, one per block for a
+    // paged one): scores column range per run, then o_lat accumulated run by run.
+    struct CacheRun {
+      const float* data;
+      int64_t pos, n;
+    };
+    std::vector<CacheRun> runs;
+    for (int64_t p = 0; p < S;) {
+      int64_t n = 0;
+      const float* d = s.kv->Run(layer, p, &n);
+      n = std::min(n, S - p);
+      runs.push_back({d, p, n});
+      p += n;
+    }
     // scores = q_abs . c^T + q_pe . k_pe^T, then the scale (as the reference: sum, then scale).
-    backend_.Gemm(false, true, rows, S, C, 1.0f, qabs.data() + s.row * H * C, C, cache, LD, 0.0f, scores.data(), S);
-    backend_.Gemm(false, true, rows, S, rope, 1.0f, q.data() + s.row * H * qk + nope, qk, cache + C, LD, 1.0f,
-                  scores.data(), S);
+    for (const CacheRun& r : runs) {
+      backend_.Gemm(false, true, rows, r.n, C, 1.0f, qabs.data() + s.row * H * C, C, r.data, LD, 0.0f,
+                    scores.data() + r.pos, S);
+      backend_.Gemm(false, true, rows, r.n, rope, 1.0f, q.data() + s.row * H * qk + nope, qk, r.data + C, LD, 1.0f,
+                    scores.data() + r.pos, S);
+    }
     std::vector<int64_t> valid(static_cast<size_t>(rows));
     for (int64_t t = 0; t < s.len; ++t) {
       for (int64_t h = 0; h < H; ++h) valid[t * H + h] = s.start_pos + t + 1;  // causal
     }
     for (int64_t i = 0; i < rows * S; ++i) scores[i] *= softmax_scale_;
     backend_.SoftmaxRows(scores.data(), rows, S, valid.data());
-    backend_.Gemm(false, false, rows, C, S, 1.0f, scores.data(), S, cache, LD, 0.0f, olat.data() + s.row * H * C, C);
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const CacheRun& r = runs[i];
+      backend_.Gemm(false, false, rows, C, r.n, 1.0f, scores.data() + r.pos, S, r.data, LD, i == 0 ? 0.0f : 1.0f,
+                    olat.data() + s.row * H * C, C);
+    }
+  };
+  // Many short slices (decode batches): one task per sequence. A long slice (prefill):
+  // sequences in turn, each GEMM split across the pool.
+  int64_t longest = 0;
+  for (const auto& s : seqs) longest = std::max(longest, s.len);
+  if (seqs.size() > 1 && longest <= kDirectMaxTokens) {
+    backend_.ParallelFor(static_cast<int64_t>(seqs.size()), [&](int64_t i) { attend(seqs[i]); });
+  } else {
+    for (const auto& s : seqs) attend(s);
   }
 
   // attn [T, H, vd] = o_lat[t, h] . Wv_h^T, then o_proj.

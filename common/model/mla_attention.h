@@ -17,14 +17,14 @@
 
 #include "common/config/model_config.h"
 #include "common/model/model_weights.h"
-#include "common/model/sequence_kv_cache.h"
+#include "common/model/kv_sequence.h"
 #include "common/status.h"
 #include "kernels/backend.h"
 
 namespace dsv3 {
 
 struct SequenceSlice {
-  SequenceKvCache* kv = nullptr;
+  KvSequence* kv = nullptr;
   int64_t start_pos = 0;  // position of the first token of this slice
   int64_t len = 0;        // tokens of this slice
   int64_t row = 0;        // first row of the slice in the batch matrices

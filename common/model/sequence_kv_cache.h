@@ -1,21 +1,32 @@
-// SequenceKvCache: one sequence's compressed MLA cache, contiguous per layer. Each
-// position holds kv_lora_rank normalized latent values followed by qk_rope_head_dim
-// rotated k_pe values (latent_dim floats), i.e. what MLA needs and nothing more. The
-// paged, shared block pool of the serving engine replaces this (attention-worker issue).
+// SequenceKvCache: one sequence's compressed MLA cache, contiguous per layer (the offline
+// generator, benchmarks and tests). The serving engine uses the paged block pool of the
+// attention worker instead; both implement KvSequence.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "common/model/kv_sequence.h"
+
 namespace dsv3 {
 
-class SequenceKvCache {
+class SequenceKvCache final : public KvSequence {
  public:
   SequenceKvCache(int64_t layers, int64_t latent_dim) : latent_dim_(latent_dim), layers_(layers) {}
-  int64_t latent_dim() const { return latent_dim_; }
-  // Positions [0, length) are valid in every layer after a completed forward.
-  int64_t length() const { return length_; }
+  int64_t latent_dim() const override { return latent_dim_; }
+  int64_t length() const override { return length_; }
+  // Benchmarks pretend a context exists without computing it.
   void set_length(int64_t n) { length_ = n; }
+  Status Prepare(int64_t positions) override {
+    Reserve(positions);
+    return absl::OkStatus();
+  }
+  float* Run(int64_t layer, int64_t pos, int64_t* contiguous) override {
+    *contiguous = capacity() - pos;
+    return layers_[layer].data() + pos * latent_dim_;
+  }
+  void Commit(int64_t new_length) override { length_ = new_length; }
+
   // Grows every layer to hold `positions` positions.
   void Reserve(int64_t positions) {
     for (auto& l : layers_) {
@@ -31,6 +42,7 @@ class SequenceKvCache {
   }
 
  private:
+  int64_t capacity() const { return layers_.empty() ? 0 : static_cast<int64_t>(layers_[0].size()) / latent_dim_; }
   int64_t latent_dim_;
   int64_t length_ = 0;
   std::vector<std::vector<float>> layers_;

@@ -66,7 +66,7 @@ Status Transformer::Forward(const std::vector<SequenceInput>& seqs, std::vector<
   std::vector<SequenceSlice> slices;
   int64_t row = 0;
   for (const auto& s : seqs) {
-    s.kv->Reserve(s.start_pos + s.len);
+    DSV3_RETURN_IF_ERROR(s.kv->Prepare(s.start_pos + s.len));
     for (int64_t i = 0; i < s.len; ++i) {
       ids[row + i] = s.tokens[i];
       pos[row + i] = s.start_pos + i;
@@ -91,7 +91,7 @@ Status Transformer::Forward(const std::vector<SequenceInput>& seqs, std::vector<
     for (int64_t i = 0; i < T * hidden; ++i) x[i] += y[i];
     if (obs && obs->on_hidden) obs->on_hidden(l + 1, x.data(), T);
   }
-  for (const auto& s : seqs) s.kv->set_length(s.start_pos + s.len);
+  for (const auto& s : seqs) s.kv->Commit(s.start_pos + s.len);
 
   // Final norm and head on the rows asked for.
   std::vector<float> last;

@@ -23,7 +23,7 @@
 namespace dsv3 {
 
 struct SequenceInput {
-  SequenceKvCache* kv = nullptr;
+  KvSequence* kv = nullptr;
   const int64_t* tokens = nullptr;
   int64_t len = 0;
   int64_t start_pos = 0;  // must equal kv->length(): slices extend their cache in order

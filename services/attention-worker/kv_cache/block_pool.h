@@ -45,6 +45,11 @@ class BlockPool {
   void Release(BlockId b);
 
   float* Data(BlockId b, int64_t layer) { return data_.data() + (b * layers_ + layer) * block_size_ * latent_dim_; }
+  // A block's values for every layer are contiguous: [layers][block_size][latent_dim].
+  float* BlockData(BlockId b) { return Data(b, 0); }
+  int64_t block_floats() const { return layers_ * block_size_ * latent_dim_; }
+  int64_t layers() const { return layers_; }
+  int64_t latent_dim() const { return latent_dim_; }
   int32_t ref_count(BlockId b) const { return ref_[b]; }
   BlockPoolStats stats() const;
 

@@ -1,5 +1,7 @@
 #include "services/attention-worker/kv_cache/kv_cache_manager.h"
 
+#include <algorithm>
+
 namespace dsv3 {
 
 Status KvCacheManager::NotFound(uint64_t seq) const {
@@ -71,6 +73,40 @@ Status KvCacheManager::Free(uint64_t seq) {
   for (BlockId b : it->second.blocks) pool_.Release(b);
   seqs_.erase(it);
   return absl::OkStatus();
+}
+
+StatusOr<bool> KvCacheManager::Fork(uint64_t parent, uint64_t child) {
+  auto it = seqs_.find(parent);
+  if (it == seqs_.end()) return NotFound(parent);
+  if (seqs_.count(child)) return InvalidArgument("kv-cache", StrCat("sequence ", child, " already exists"));
+  const Seq& p = it->second;
+  const int64_t bs = pool_.block_size();
+  const int64_t n = static_cast<int64_t>(p.tokens.size());
+  const int64_t full = n / bs, partial = n % bs;
+  Seq c;
+  c.tokens = p.tokens;
+  c.published = p.published;
+  c.last_hash = p.last_hash;
+  if (partial > 0) {
+    auto got = pool_.Allocate(1);
+    if (!got) return false;
+    const BlockId src = p.blocks[full], dst = (*got)[0];
+    // Only the committed positions of each layer matter; copying the whole block is simpler.
+    std::copy_n(pool_.BlockData(src), pool_.block_floats(), pool_.BlockData(dst));
+    c.blocks.assign(p.blocks.begin(), p.blocks.begin() + full);
+    c.blocks.push_back(dst);
+  } else {
+    c.blocks.assign(p.blocks.begin(), p.blocks.begin() + full);
+  }
+  for (int64_t i = 0; i < full; ++i) pool_.Ref(c.blocks[i]);
+  c.reserved = static_cast<int64_t>(c.blocks.size()) * bs;
+  seqs_.emplace(child, std::move(c));
+  return true;
+}
+
+int64_t KvCacheManager::num_tokens(uint64_t seq) const {
+  auto it = seqs_.find(seq);
+  return it == seqs_.end() ? 0 : static_cast<int64_t>(it->second.tokens.size());
 }
 
 StatusOr<const std::vector<BlockId>*> KvCacheManager::BlockTable(uint64_t seq) const {

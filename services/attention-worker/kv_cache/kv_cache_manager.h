@@ -34,6 +34,10 @@ class KvCacheManager {
   // `tokens` were computed at the next positions (after those already committed).
   Status Commit(uint64_t seq, const int64_t* tokens, int64_t n);
   Status Free(uint64_t seq);
+  // A new sequence `child` with the parent's committed tokens: full blocks are shared
+  // (read-only, referenced), the partial last block is copied. false: no block for the copy.
+  StatusOr<bool> Fork(uint64_t parent, uint64_t child);
+  int64_t num_tokens(uint64_t seq) const;
 
   StatusOr<const std::vector<BlockId>*> BlockTable(uint64_t seq) const;
   int64_t num_sequences() const { return static_cast<int64_t>(seqs_.size()); }

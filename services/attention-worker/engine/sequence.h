@@ -1,0 +1,38 @@
+// Sequence: one choice of one request as the scheduler sees it. Its tokens are the prompt
+// followed by what it generated; num_computed of them have KV in the cache. A step
+// computes the next slice of the uncomputed tokens; when none are left the sequence
+// samples its next token. Preemption by recompute just drops the KV (num_computed = 0):
+// the tokens are kept, so the sequence later recomputes prompt + generated in one prefill.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/sampling/sequence_sampler.h"
+#include "services/attention-worker/engine/generate_request.h"
+
+namespace dsv3 {
+
+struct EngineRequest;
+
+enum class SeqState { kWaiting, kRunning, kFinished };
+
+struct Sequence {
+  uint64_t id = 0;  // the KV cache's sequence id, unique in the engine
+  EngineRequest* req = nullptr;
+  int32_t choice = 0;
+  std::vector<int64_t> tokens;
+  int64_t prompt_len = 0;
+  int64_t num_computed = 0;
+  bool in_kv = false;  // started in the KvCacheManager
+  SeqState state = SeqState::kWaiting;
+  FinishReason finish = FinishReason::kNone;
+  std::unique_ptr<SequenceSampler> sampler;
+  int64_t preemptions = 0;
+
+  int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
+  int64_t remaining() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
+};
+
+}  // namespace dsv3

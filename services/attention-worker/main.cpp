@@ -1,0 +1,146 @@
+// dsv3-attention-worker: the serving engine (MLA + dense layers, scheduler, paged KV,
+// sampling) behind the AttentionService gRPC API; routed experts in-process or in expert
+// workers.
+//   dsv3-attention-worker --model DIR [--role prefill|decode|both] [--listen 127.0.0.1:0]
+//       [--expert-workers h:p,...] [--expert-transport grpc|ucx] [--threads N]
+//       [--kv-cache-bytes B] [--block-size N] [--max-batch-tokens T] [--max-running R]
+//       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]
+// Prints "listening on HOST:PORT" once serving (PORT 0 picks a free port).
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_split.h"
+#include "common/engine/model_instance.h"
+#include "common/util/allocator_tuning.h"
+#include "services/attention-worker/attention_service.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;  // set by the signal handler only
+void OnSignal(int) { g_stop = 1; }
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: dsv3-attention-worker --model DIR [--role prefill|decode|both] [--listen 127.0.0.1:0]\n"
+               "       [--expert-workers h:p,...] [--expert-transport grpc|ucx] [--threads N]\n"
+               "       [--kv-cache-bytes B] [--block-size N] [--max-batch-tokens T] [--max-running R]\n"
+               "       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]\n");
+}
+
+bool ParseInt(const std::string& s, int64_t* out) {
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0') return false;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace dsv3;
+  TuneAllocatorForLargeBuffers();
+  ModelInstanceOptions mopts;
+  EngineConfig ecfg;
+  AttentionServiceOptions sopts;
+  std::string listen = "127.0.0.1:0", transport = "grpc", workers;
+  int64_t threads = 0, expert_timeout_ms = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "error: missing value for %s\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto next_int = [&](int64_t* out) {
+      const std::string v = next();
+      if (!ParseInt(v, out)) {
+        std::fprintf(stderr, "error: %s needs an integer, got '%s'\n", k.c_str(), v.c_str());
+        std::exit(2);
+      }
+    };
+    if (k == "--model") mopts.model_dir = next();
+    else if (k == "--role") ecfg.role = next();
+    else if (k == "--listen") listen = next();
+    else if (k == "--expert-workers") workers = next();
+    else if (k == "--expert-transport") transport = next();
+    else if (k == "--threads") next_int(&threads);
+    else if (k == "--kv-cache-bytes") next_int(&ecfg.kv_cache_bytes);
+    else if (k == "--block-size") next_int(&ecfg.block_size);
+    else if (k == "--max-batch-tokens") next_int(&ecfg.scheduler.max_batch_tokens);
+    else if (k == "--max-running") next_int(&ecfg.scheduler.max_running);
+    else if (k == "--max-model-len") next_int(&ecfg.max_model_len);
+    else if (k == "--model-name") sopts.model_name = next();
+    else if (k == "--worker-id") ecfg.worker_id = next();
+    else if (k == "--expert-timeout-ms") next_int(&expert_timeout_ms);
+    else if (k == "--help" || k == "-h") { Usage(); return 0; }
+    else {
+      std::fprintf(stderr, "error: unknown option %s\n", k.c_str());
+      Usage();
+      return 2;
+    }
+  }
+  if (mopts.model_dir.empty()) {
+    Usage();
+    return 2;
+  }
+  if (ecfg.role != "prefill" && ecfg.role != "decode" && ecfg.role != "both") {
+    std::fprintf(stderr, "error: --role must be prefill, decode or both, got '%s'\n", ecfg.role.c_str());
+    return 2;
+  }
+  mopts.backend.threads = static_cast<int>(threads);
+  if (!workers.empty()) {
+    for (auto w : absl::StrSplit(workers, ',', absl::SkipEmpty())) mopts.expert_workers.emplace_back(w);
+    auto tr = ParseExpertTransport(transport);
+    if (!tr.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(tr.status().message()).c_str());
+      return 2;
+    }
+    mopts.cluster.transport = *tr;
+    if (expert_timeout_ms > 0) mopts.cluster.dispatch.timeout = std::chrono::milliseconds(expert_timeout_ms);
+  }
+  auto inst = LoadModelInstance(mopts);
+  if (!inst.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(inst.status().message()).c_str());
+    return 1;
+  }
+  auto engine = Engine::Create(*(*inst)->model, ecfg);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
+    return 1;
+  }
+  AttentionService service(**engine, sopts);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "error: cannot listen on %s\n", listen.c_str());
+    return 1;
+  }
+  const EngineLoad l = (*engine)->load();
+  std::fprintf(stderr,
+               "dsv3-attention-worker: role %s, %lld KV blocks of %lld positions, context %lld, experts %s\n",
+               ecfg.role.c_str(), static_cast<long long>(l.kv_blocks_total), static_cast<long long>(ecfg.block_size),
+               static_cast<long long>((*engine)->max_context()), workers.empty() ? "in-process" : workers.c_str());
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  std::printf("listening on %s:%d\n", host.c_str(), port);
+  std::fflush(stdout);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}

@@ -1,0 +1,480 @@
+// The serving engine against itself and the reference: continuous batching, chunked
+// prefill, prefix caching, n > 1, seeded sampling, preemption, abort, prefill/decode KV
+// hand-off and the oracle fixtures, all through Engine (no gRPC here).
+//
+// Batch invariance: the kernels reduce each row in the same order whatever the batch,
+// except that the decode GEMV path (<= 16 rows) and the GEMM paths differ, so a request's
+// logits in a batch match its logits alone to ~1e-6, not bit for bit. The comparisons
+// therefore require equal tokens wherever the reference's top-2 margin exceeds 1e-3 and
+// log-probabilities within 1e-4 (the rule).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "common/engine/model_instance.h"
+#include "services/attention-worker/engine/engine.h"
+#include "tools/mkmodel/random_checkpoint.h"
+
+namespace dsv3 {
+namespace {
+
+constexpr double kMarginTol = 1e-3;
+constexpr double kLogprobTol = 1e-4;
+
+struct ScratchDir {
+  explicit ScratchDir(const std::string& name)
+      : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {
+    std::filesystem::remove_all(path);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
+const std::string& MkModel() {
+  static ScratchDir dir("engine_mkmodel");
+  static bool made = [] {
+    auto cfg = PresetConfig("tiny", false);
+    auto r = WriteRandomCheckpoint(dir.path, cfg->ToJson(), 23, 2);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok();
+  }();
+  (void)made;
+  return dir.path;
+}
+
+std::string SharedOracle(const char* name) {
+  const char* env = std::getenv("DSV3_SHARED_DIR");
+  std::string d = std::string(env && *env ? env : DSV3_SHARED_DIR) + "/oracle/" + name;
+  return std::filesystem::is_directory(d) ? d : "";
+}
+
+std::unique_ptr<ModelInstance> Load(const std::string& dir) {
+  ModelInstanceOptions o;
+  o.model_dir = dir;
+  o.backend = {kernels::CpuIsa::kAuto, 2};
+  auto m = LoadModelInstance(o);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+struct Result {
+  std::vector<std::vector<int64_t>> tokens;       // per choice
+  std::vector<std::vector<SampledToken>> lps;     // per choice
+  std::vector<FinishReason> finish;
+  RequestOutput last;
+  Status error;
+  int64_t outputs = 0;
+};
+
+Result Collect(std::shared_ptr<OutputStream> s, int32_t n) {
+  Result r;
+  r.tokens.resize(static_cast<size_t>(n));
+  r.lps.resize(static_cast<size_t>(n));
+  r.finish.resize(static_cast<size_t>(n), FinishReason::kNone);
+  for (int i = 0; i < 20000; ++i) {
+    auto o = s->Pop(60000);
+    if (!o) {
+      r.error = absl::DeadlineExceededError("no output in 60 s");
+      return r;
+    }
+    ++r.outputs;
+    for (const auto& c : o->choices) {
+      auto& t = r.tokens[static_cast<size_t>(c.index)];
+      t.insert(t.end(), c.tokens.begin(), c.tokens.end());
+      auto& l = r.lps[static_cast<size_t>(c.index)];
+      l.insert(l.end(), c.logprobs.begin(), c.logprobs.end());
+      if (c.finish != FinishReason::kNone) r.finish[static_cast<size_t>(c.index)] = c.finish;
+    }
+    if (o->final) {
+      r.error = o->error;
+      r.last = std::move(*o);
+      return r;
+    }
+  }
+  r.error = absl::InternalError("too many outputs");
+  return r;
+}
+
+GenerateParams Greedy(const std::string& id, std::vector<int64_t> prompt, int32_t max_tokens) {
+  GenerateParams p;
+  p.request_id = id;
+  p.prompt = std::move(prompt);
+  p.sampling.temperature = 0;
+  p.sampling.logprobs = 1;
+  p.sampling.top_logprobs = 2;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  return p;
+}
+
+std::vector<int64_t> RandomPrompt(std::mt19937_64& rng, int64_t len, int64_t vocab) {
+  std::uniform_int_distribution<int64_t> d(2, vocab - 1);
+  std::vector<int64_t> p(static_cast<size_t>(len));
+  for (auto& t : p) t = d(rng);
+  return p;
+}
+
+// Tokens equal wherever the reference's top-2 margin exceeds kMarginTol; log-probs within
+// kLogprobTol while the tokens agree. Returns the number of compared steps.
+int64_t ExpectEquivalent(const std::vector<int64_t>& ref, const std::vector<SampledToken>& ref_lp,
+                         const std::vector<int64_t>& got, const std::vector<SampledToken>& got_lp,
+                         const std::string& what) {
+  EXPECT_EQ(ref.size(), got.size()) << what;
+  const size_t n = std::min(ref.size(), got.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (i < ref_lp.size() && i < got_lp.size()) {
+      EXPECT_NEAR(ref_lp[i].logprob, got_lp[i].logprob, kLogprobTol) << what << " step " << i;
+    }
+    if (ref[i] != got[i]) {
+      const bool close = i < ref_lp.size() && ref_lp[i].top.size() >= 2 &&
+                         ref_lp[i].top[0].logprob - ref_lp[i].top[1].logprob <= kMarginTol;
+      EXPECT_TRUE(close) << what << ": token " << i << " differs (" << ref[i] << " vs " << got[i]
+                         << ") with a clear margin";
+      return static_cast<int64_t>(i);
+    }
+  }
+  return static_cast<int64_t>(n);
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_ = Load(MkModel());
+    ASSERT_NE(m_, nullptr);
+    V_ = m_->config().vocab_size;
+  }
+  std::unique_ptr<Engine> MakeEngine(EngineConfig cfg = {}) {
+    if (cfg.num_blocks == 0 && cfg.kv_cache_bytes == (256ll << 20)) cfg.num_blocks = 512;
+    auto e = Engine::Create(*m_->model, cfg);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+  Result RunAlone(Engine& e, const GenerateParams& p) {
+    auto s = e.Submit(p);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return Collect(*s, p.n);
+  }
+  std::unique_ptr<ModelInstance> m_;
+  int64_t V_ = 0;
+};
+
+TEST_F(EngineTest, PagedEngineMatchesContiguousReference) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(1);
+  auto prompt = RandomPrompt(rng, 37, V_);
+  Result r = RunAlone(*e, Greedy("a", prompt, 12));
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  // The offline path: contiguous cache, one sequence.
+  auto kv = m_->model->NewCache();
+  std::vector<float> logits;
+  std::vector<int64_t> toks = prompt, ref;
+  ASSERT_TRUE(m_->model->Forward({{kv.get(), toks.data(), static_cast<int64_t>(toks.size()), 0}}, &logits).ok());
+  for (int i = 0; i < 12; ++i) {
+    int64_t best = 0;
+    for (int64_t v = 1; v < V_; ++v) best = logits[v] > logits[best] ? v : best;
+    ref.push_back(best);
+    ASSERT_TRUE(m_->model->Forward({{kv.get(), &best, 1, static_cast<int64_t>(prompt.size()) + i}}, &logits).ok());
+  }
+  EXPECT_EQ(r.tokens[0], ref);
+  EXPECT_EQ(r.finish[0], FinishReason::kLength);
+  EXPECT_EQ(r.last.prompt_tokens, 37);
+  EXPECT_EQ(r.last.completion_tokens, 12);
+}
+
+TEST_F(EngineTest, ThirtyTwoConcurrentRequestsMatchEachAlone) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(2);
+  std::vector<GenerateParams> reqs;
+  for (int i = 0; i < 32; ++i) {
+    const int64_t len = 1 + static_cast<int64_t>(rng() % 90);
+    reqs.push_back(Greedy("r" + std::to_string(i), RandomPrompt(rng, len, V_), 4 + static_cast<int32_t>(rng() % 13)));
+  }
+  std::vector<Result> alone;
+  for (const auto& p : reqs) alone.push_back(RunAlone(*e, p));
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  for (const auto& p : reqs) {
+    auto s = e->Submit(p);
+    ASSERT_TRUE(s.ok());
+    streams.push_back(*s);
+  }
+  int64_t compared = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Result r = Collect(streams[i], 1);
+    ASSERT_TRUE(r.error.ok()) << r.error;
+    compared += ExpectEquivalent(alone[i].tokens[0], alone[i].lps[0], r.tokens[0], r.lps[0], reqs[i].request_id);
+  }
+  std::printf("[engine] 32 concurrent requests: %lld tokens compared with their solo runs\n",
+              static_cast<long long>(compared));
+  const EngineLoad l = e->load();
+  EXPECT_EQ(l.kv_blocks_free, l.kv_blocks_total) << "finished requests keep no blocks referenced";
+}
+
+TEST_F(EngineTest, ChunkedPrefillMatchesWholePrefill) {
+  std::mt19937_64 rng(3);
+  auto p = Greedy("c", RandomPrompt(rng, 150, V_), 10);
+  auto whole = MakeEngine();
+  Result a = RunAlone(*whole, p);
+  EngineConfig cfg;
+  cfg.scheduler.max_batch_tokens = 7;  // 150 tokens in 22 chunks
+  auto chunked = MakeEngine(cfg);
+  Result b = RunAlone(*chunked, p);
+  ASSERT_TRUE(a.error.ok() && b.error.ok());
+  EXPECT_EQ(ExpectEquivalent(a.tokens[0], a.lps[0], b.tokens[0], b.lps[0], "chunked"), 10);
+  EXPECT_GE(chunked->load().steps, 22u);
+}
+
+TEST_F(EngineTest, PrefixCacheHitMatchesMiss) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(4);
+  auto shared = RandomPrompt(rng, 64, V_);
+  auto p1 = shared, p2 = shared;
+  auto t1 = RandomPrompt(rng, 5, V_), t2 = RandomPrompt(rng, 9, V_);
+  p1.insert(p1.end(), t1.begin(), t1.end());
+  p2.insert(p2.end(), t2.begin(), t2.end());
+  // Miss: a fresh engine. Hit: the same engine after p1 published the shared blocks.
+  auto cold = MakeEngine();
+  Result miss = RunAlone(*cold, Greedy("m", p2, 8));
+  EXPECT_EQ(miss.last.cached_prompt_tokens, 0);
+  ASSERT_TRUE(RunAlone(*e, Greedy("p1", p1, 3)).error.ok());
+  Result hit = RunAlone(*e, Greedy("h", p2, 8));
+  EXPECT_EQ(hit.last.cached_prompt_tokens, 64) << "four 16-token blocks shared";
+  EXPECT_EQ(ExpectEquivalent(miss.tokens[0], miss.lps[0], hit.tokens[0], hit.lps[0], "prefix hit"), 8);
+  EXPECT_GE(e->load().prefix_hit_tokens, 64u);
+}
+
+TEST_F(EngineTest, NChoicesShareThePromptAndGreedyChoicesAgree) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(5);
+  auto prompt = RandomPrompt(rng, 21, V_);  // one full block + a partial one (copied per choice)
+  Result one = RunAlone(*e, Greedy("n1", prompt, 6));
+  auto p = Greedy("n4", prompt, 6);
+  p.n = 4;
+  Result four = RunAlone(*e, p);
+  ASSERT_TRUE(four.error.ok()) << four.error;
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_EQ(ExpectEquivalent(one.tokens[0], one.lps[0], four.tokens[c], four.lps[c], "choice " + std::to_string(c)), 6);
+  }
+  EXPECT_EQ(four.last.completion_tokens, 24);
+  // Sampled choices of one seed differ from each other but repeat exactly.
+  auto s = Greedy("s", prompt, 12);
+  s.n = 3;
+  s.sampling.temperature = 1.0f;
+  s.sampling.seed = 7;
+  Result x = RunAlone(*e, s), y = RunAlone(*e, s);
+  EXPECT_EQ(x.tokens, y.tokens);
+  EXPECT_NE(x.tokens[0], x.tokens[1]);
+  const EngineLoad l = e->load();
+  EXPECT_EQ(l.kv_blocks_free, l.kv_blocks_total);
+}
+
+TEST_F(EngineTest, SeededSamplingIsIndependentOfBatchComposition) {
+  std::mt19937_64 rng(6);
+  auto p = Greedy("seeded", RandomPrompt(rng, 30, V_), 20);
+  p.sampling.temperature = 0.9f;
+  p.sampling.top_p = 0.95f;
+  p.sampling.top_k = 50;
+  p.sampling.seed = 1234;
+  auto e = MakeEngine();
+  Result alone = RunAlone(*e, p);
+  // The same request among 12 others (different lengths, sampled and greedy).
+  std::vector<std::shared_ptr<OutputStream>> others;
+  for (int i = 0; i < 12; ++i) {
+    auto q = Greedy("o" + std::to_string(i), RandomPrompt(rng, 5 + i * 7, V_), 25);
+    q.sampling.temperature = i % 2 ? 1.0f : 0.0f;
+    others.push_back(*e->Submit(q));
+  }
+  auto mine = e->Submit(p);
+  ASSERT_TRUE(mine.ok());
+  Result batched = Collect(*mine, 1);
+  for (auto& o : others) ASSERT_TRUE(Collect(o, 1).error.ok());
+  EXPECT_EQ(alone.tokens[0], batched.tokens[0]);
+}
+
+TEST_F(EngineTest, KvExhaustionPreemptsAndRecovers) {
+  // 14 blocks of 16 positions = 224 positions; 8 requests that each grow to 70 positions.
+  EngineConfig cfg;
+  cfg.num_blocks = 14;
+  auto small = MakeEngine(cfg);
+  auto big = MakeEngine();
+  std::mt19937_64 rng(7);
+  std::vector<GenerateParams> reqs;
+  for (int i = 0; i < 8; ++i) reqs.push_back(Greedy("k" + std::to_string(i), RandomPrompt(rng, 30, V_), 40));
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  for (const auto& p : reqs) streams.push_back(*small->Submit(p));
+  std::vector<Result> got;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    got.push_back(Collect(streams[i], 1));
+    ASSERT_TRUE(got.back().error.ok()) << got.back().error;
+  }
+  // References only after `small` is idle: engines sharing one model must not overlap.
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Result ref = RunAlone(*big, reqs[i]);
+    ExpectEquivalent(ref.tokens[0], ref.lps[0], got[i].tokens[0], got[i].lps[0], "preempted " + reqs[i].request_id);
+    EXPECT_EQ(got[i].tokens[0].size(), 40u);
+  }
+  const EngineLoad l = small->load();
+  std::printf("[engine] KV exhaustion: %llu preemptions, all 8 requests completed\n",
+              static_cast<unsigned long long>(l.preemptions));
+  EXPECT_GT(l.preemptions, 0u);
+  EXPECT_EQ(l.kv_blocks_free, l.kv_blocks_total);
+}
+
+TEST_F(EngineTest, SequenceLargerThanTheCacheEndsWithLength) {
+  EngineConfig cfg;
+  cfg.num_blocks = 3;  // 48 positions
+  auto e = MakeEngine(cfg);
+  std::mt19937_64 rng(8);
+  Result r = RunAlone(*e, Greedy("big", RandomPrompt(rng, 20, V_), 100));
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(r.finish[0], FinishReason::kLength);
+  EXPECT_EQ(r.tokens[0].size(), 48u - 20u + 1u) << "48 positions computed, the last one sampled";
+  EXPECT_EQ(e->load().kv_blocks_free, 3);
+}
+
+TEST_F(EngineTest, BadRequestsAreRejectedWithTheField) {
+  EngineConfig cfg;
+  cfg.max_model_len = 64;
+  auto e = MakeEngine(cfg);
+  std::mt19937_64 rng(9);
+  auto too_long = e->Submit(Greedy("x", RandomPrompt(rng, 64, V_), 1));
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.status().message().find("the prompt has 64 tokens but the context is 64"), std::string::npos)
+      << too_long.status();
+  EXPECT_FALSE(e->Submit(Greedy("x", {}, 1)).ok());
+  auto bad_id = e->Submit(Greedy("x", {1, V_ + 5}, 1));
+  ASSERT_FALSE(bad_id.ok());
+  EXPECT_NE(bad_id.status().message().find("outside the vocabulary"), std::string::npos);
+  auto zero = Greedy("x", {1, 2}, 0);
+  EXPECT_NE(e->Submit(zero).status().message().find("max_tokens"), std::string::npos);
+  auto n = Greedy("x", {1, 2}, 1);
+  n.n = 99;
+  EXPECT_NE(e->Submit(n).status().message().find("n must be"), std::string::npos);
+  auto t = Greedy("x", {1, 2}, 1);
+  t.sampling.temperature = -1;
+  EXPECT_NE(e->Submit(t).status().message().find("temperature"), std::string::npos);
+  // Generation stops at the context.
+  Result r = RunAlone(*e, Greedy("ctx", RandomPrompt(rng, 60, V_), 50));
+  EXPECT_EQ(r.tokens[0].size(), 4u);
+  EXPECT_EQ(r.finish[0], FinishReason::kLength);
+}
+
+TEST_F(EngineTest, AbortFreesBlocksImmediately) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(10);
+  auto s = e->Submit(Greedy("long", RandomPrompt(rng, 100, V_), 5000));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->Pop(30000).has_value());  // running
+  EXPECT_LT(e->load().kv_blocks_free, e->load().kv_blocks_total);
+  EXPECT_TRUE(e->Abort("long"));
+  const EngineLoad l = e->load();
+  EXPECT_EQ(l.kv_blocks_free, l.kv_blocks_total);
+  EXPECT_EQ(l.running, 0);
+  // The stream ends with an abort.
+  Result r = Collect(*s, 1);
+  EXPECT_EQ(r.finish[0], FinishReason::kAbort);
+  EXPECT_FALSE(e->Abort("long"));
+}
+
+TEST_F(EngineTest, PrefillOnOneEngineAndDecodeOnAnotherMatchColocated) {
+  auto m2 = Load(MkModel());  // the decode engine has its own model (own thread)
+  ASSERT_NE(m2, nullptr);
+  auto prefill = MakeEngine();
+  EngineConfig dcfg;
+  dcfg.num_blocks = 512;
+  dcfg.worker_id = "decode";
+  auto decode = *Engine::Create(*m2->model, dcfg);
+  std::mt19937_64 rng(11);
+  for (int n : {1, 3}) {
+    auto p = Greedy("pd" + std::to_string(n), RandomPrompt(rng, 45, V_), 15);
+    p.n = n;
+    p.sampling.temperature = n == 1 ? 0.0f : 0.8f;
+    p.sampling.seed = 99;
+    p.sampling.presence_penalty = 0.5f;
+    Result colocated = RunAlone(*prefill, p);
+    auto pp = p;
+    pp.prefill_only = true;
+    Result first = RunAlone(*prefill, pp);
+    ASSERT_TRUE(first.error.ok()) << first.error;
+    ASSERT_NE(first.last.kv_export, nullptr);
+    for (int c = 0; c < n; ++c) EXPECT_EQ(first.finish[c], FinishReason::kPrefillDone);
+    auto handle = decode->ImportKv(first.last.kv_export);
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    auto rest = decode->Resume(*handle, "pd");
+    ASSERT_TRUE(rest.ok()) << rest.status();
+    Result tail = Collect(*rest, n);
+    ASSERT_TRUE(tail.error.ok()) << tail.error;
+    for (int c = 0; c < n; ++c) {
+      std::vector<int64_t> joined = first.tokens[c];
+      joined.insert(joined.end(), tail.tokens[c].begin(), tail.tokens[c].end());
+      std::vector<SampledToken> jl = first.lps[c];
+      jl.insert(jl.end(), tail.lps[c].begin(), tail.lps[c].end());
+      EXPECT_EQ(ExpectEquivalent(colocated.tokens[c], colocated.lps[c], joined, jl, "P/D choice " + std::to_string(c)), 15);
+    }
+    EXPECT_EQ(tail.last.completion_tokens, 15 * n);
+    EXPECT_FALSE(decode->Resume(*handle, "again").ok()) << "a handle is used once";
+  }
+  EXPECT_EQ(decode->load().kv_blocks_free, decode->load().kv_blocks_total);
+  EXPECT_EQ(prefill->load().kv_blocks_free, prefill->load().kv_blocks_total);
+}
+
+TEST_F(EngineTest, UnclaimedImportsExpire) {
+  auto m2 = Load(MkModel());
+  EngineConfig dcfg;
+  dcfg.num_blocks = 64;
+  dcfg.import_ttl_seconds = 0.3;
+  auto decode = *Engine::Create(*m2->model, dcfg);
+  auto prefill = MakeEngine();
+  std::mt19937_64 rng(12);
+  auto p = Greedy("ttl", RandomPrompt(rng, 40, V_), 10);
+  p.prefill_only = true;
+  Result first = RunAlone(*prefill, p);
+  ASSERT_NE(first.last.kv_export, nullptr);
+  auto h = decode->ImportKv(first.last.kv_export);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(decode->load().kv_blocks_free, 64 - 3);
+  for (int i = 0; i < 50 && decode->load().parked_imports > 0; ++i) usleep(100000);
+  EXPECT_EQ(decode->load().kv_blocks_free, 64);
+  EXPECT_FALSE(decode->Resume(*h, "late").ok());
+}
+
+// The oracle fixtures through the serving engine, all prompts at once.
+TEST(EngineOracleTest, GreedyContinuationsThroughTheEngine) {
+  for (const char* name : {"tiny-bf16", "tiny-fp8"}) {
+    const std::string dir = SharedOracle(name);
+    if (dir.empty()) {
+      GTEST_SKIP() << "oracle fixture " << name << " not found (set DSV3_SHARED_DIR): skipping";
+    }
+    auto m = Load(dir);
+    ASSERT_NE(m, nullptr);
+    std::ifstream f(dir + "/golden.json");
+    nlohmann::json golden = nlohmann::json::parse(f);
+    EngineConfig cfg;
+    cfg.num_blocks = 256;
+    cfg.scheduler.max_batch_tokens = 128;  // the 300-token prompt is chunked
+    auto e = *Engine::Create(*m->model, cfg);
+    std::vector<std::pair<std::vector<int64_t>, std::shared_ptr<OutputStream>>> runs;
+    for (const auto& p : golden["prompts"]) {
+      std::vector<int64_t> want;
+      for (const auto& st : p["greedy"]["steps"]) want.push_back(st["token"].get<int64_t>());
+      auto g = Greedy(p["name"].get<std::string>(), p["tokens"].get<std::vector<int64_t>>(),
+                      static_cast<int32_t>(want.size()));
+      g.ignore_eos = true;
+      runs.push_back({want, *e->Submit(g)});
+    }
+    for (auto& [want, s] : runs) {
+      Result r = Collect(s, 1);
+      ASSERT_TRUE(r.error.ok()) << r.error;
+      EXPECT_EQ(r.tokens[0], want) << name;
+    }
+    std::printf("[engine] %s: %zu oracle prompts batched, greedy continuations identical\n", name, runs.size());
+  }
+}
+
+}  // namespace
+}  // namespace dsv3
