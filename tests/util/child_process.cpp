@@ -100,4 +100,17 @@ ChildProcess StartExpertWorker(const std::string& model, const std::string& expe
   return c;
 }
 
+ChildProcess StartAttentionWorker(const std::string& model, const std::string& role, std::string* address,
+                                  const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {std::string(DSV3_BINARY_DIR) + "/services/attention-worker/dsv3-attention-worker",
+                                   "--model", model, "--role", role, "--listen", "127.0.0.1:0", "--threads", "1",
+                                   "--worker-id", role};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  ChildProcess c = ChildProcess::Start(argv, "/dev/null");
+  const std::string line = c.ReadLine(std::chrono::seconds(60));
+  const std::string prefix = "listening on ";
+  *address = line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : "";
+  return c;
+}
+
 }  // namespace dsv3::testing

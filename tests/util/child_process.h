@@ -39,4 +39,9 @@ ChildProcess StartExpertWorker(const std::string& model, const std::string& expe
                                std::string* address, const std::string& listen = "127.0.0.1:0",
                                const std::vector<std::string>& extra = {});
 
+// Starts dsv3-attention-worker (--threads 1, a small KV cache unless `extra` says
+// otherwise) and waits for its "listening on" line.
+ChildProcess StartAttentionWorker(const std::string& model, const std::string& role, std::string* address,
+                                  const std::vector<std::string>& extra = {});
+
 }  // namespace dsv3::testing
