@@ -31,6 +31,10 @@ for dt in bf16 fp8; do
     --benchmark_out="$OUT/model-$dt.json" --benchmark_out_format=json
 done
 
+echo "== serving engine on bench-s (bf16), single process: decode batches, TTFT, prefix cache, KV transfer =="
+DSV3_BENCH_MODEL=models/bench-s-bf16 $B/bench/dsv3_bench_engine \
+  --benchmark_out="$OUT/engine-bf16.json" --benchmark_out_format=json
+
 echo "== expert exchange round trip (no expert compute), gRPC vs UCX =="
 DSV3_BENCH_EXCHANGE_MODELS=512:models/exch-512,7168:models/exch-7168 $B/bench/dsv3_bench_exchange \
   --benchmark_min_time="$MIN_TIME" --benchmark_out="$OUT/exchange.json" --benchmark_out_format=json
@@ -47,6 +51,12 @@ for transport in grpc ucx; do
     for _ in $(seq 1 600); do grep -q listening "$run_dir/$transport-$slice.out" 2>/dev/null && break; sleep 0.1; done
     addrs+=("$(sed -n 's/^listening on //p' "$run_dir/$transport-$slice.out")")
   done
+  if [ "$transport" = grpc ]; then
+    echo "== serving engine on bench-s (bf16), experts in 2 worker processes over grpc: decode batches =="
+    DSV3_BENCH_MODEL=models/bench-s-bf16 DSV3_BENCH_EXPERT_WORKERS="$(IFS=,; echo "${addrs[*]}")" \
+      $B/bench/dsv3_bench_engine --benchmark_filter=EngineDecode \
+      --benchmark_out="$OUT/engine-bf16-2workers.json" --benchmark_out_format=json
+  fi
   echo "== whole model on bench-s (bf16), experts in 2 worker processes over $transport =="
   DSV3_BENCH_MODEL=models/bench-s-bf16 DSV3_BENCH_EXPERT_WORKERS="$(IFS=,; echo "${addrs[*]}")" \
     DSV3_BENCH_EXPERT_TRANSPORT=$transport $B/bench/dsv3_bench_model "${GB[@]}" --benchmark_filter=DecodeStep \
