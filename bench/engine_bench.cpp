@@ -4,8 +4,8 @@
 //   EngineTtft/prompt:P       time to the first token of one P-token prompt
 //   EnginePrefixCache/warm:W  TTFT of a 1024-token shared system prompt + 32-token turn,
 //                             cold (W=0: a new system prompt each time) vs cached (W=1)
-//   KvTransfer/tokens:N       prefill->decode KV push over gRPC into a decode engine
-//                             (loopback), bytes/s
+//   KvTransfer/tokens:N/ucx:U prefill->decode KV push into a decode engine over gRPC (U=0)
+//                             or UCX (U=1) on loopback, bytes/s
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -186,6 +186,7 @@ struct DecodeSide {
   std::unique_ptr<Engine> engine;
   std::unique_ptr<AttentionService> service;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<KvUcxServer> ucx;
   std::string address;
 };
 
@@ -207,6 +208,8 @@ DecodeSide* Decode() {
     b.RegisterService(out->service.get());
     out->server = b.BuildAndStart();
     out->address = "127.0.0.1:" + std::to_string(port);
+    auto u = KvUcxServer::Start(*out->engine, out->m->config().Fingerprint());
+    if (u.ok()) out->ucx = std::move(*u);
     return out;
   }();
   return d.get();
@@ -230,11 +233,17 @@ void KvTransfer(benchmark::State& state) {
   ex->layers = mc.num_hidden_layers;
   ex->latent_dim = mc.latent_dim();
   ex->data.assign(static_cast<size_t>(ex->layers * ex->num_positions * ex->latent_dim), 0.25f);
+  const bool ucx = state.range(1) == 1;
+  if (ucx && !d->ucx) {
+    state.SkipWithError("UCX could not be started");
+    return;
+  }
   KvTransferClient client(mc.Fingerprint());
+  KvUcxClient ucx_client(mc.Fingerprint());
   int64_t bytes = 0;
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    auto r = client.Push(d->address, *ex);
+    auto r = ucx ? ucx_client.Push(d->address, d->ucx->address(), *ex) : client.Push(d->address, *ex);
     state.SetIterationTime(std::chrono::duration<double>(Clock::now() - t0).count());
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
@@ -253,6 +262,10 @@ void KvTransfer(benchmark::State& state) {
   state.SetBytesProcessed(bytes);
   state.counters["MB_per_transfer"] = static_cast<double>(ex->data.size() * 4) / 1e6;
 }
-BENCHMARK(KvTransfer)->ArgName("tokens")->Arg(128)->Arg(512)->Arg(2048)->Arg(8192)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(KvTransfer)
+    ->ArgNames({"tokens", "ucx"})
+    ->ArgsProduct({{128, 512, 2048, 8192}, {0, 1}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "services/attention-worker/attention_service.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "services/attention-worker/generate_proto.h"
@@ -18,7 +19,26 @@ AttentionService::AttentionService(Engine& engine, const AttentionServiceOptions
     : engine_(engine),
       opts_(opts),
       fingerprint_(engine.model_config().Fingerprint()),
-      kv_client_(fingerprint_) {}
+      kv_client_(fingerprint_),
+      ucx_client_(fingerprint_) {}
+
+StatusOr<KvTransferResult> AttentionService::PushKv(const std::string& decode_worker, const std::string& transport,
+                                                    const KvExport& ex) {
+  if (transport == "ucx") {
+    DSV3_ASSIGN_OR_RETURN(std::string ucx, kv_client_.UcxAddress(decode_worker));
+    if (!ucx.empty()) {
+      kv_stats_.ucx_transfers++;
+      return ucx_client_.Push(decode_worker, ucx, ex);
+    }
+    // The decode worker offers no UCX (its UCX context failed to start): gRPC carries it,
+    // counted and said once so it is visible.
+    if (kv_stats_.ucx_fallbacks++ == 0) {
+      std::fprintf(stderr, "attention worker: decode worker %s offers no UCX; KV transfers fall back to gRPC\n",
+                   decode_worker.c_str());
+    }
+  }
+  return kv_client_.Push(decode_worker, ex);
+}
 
 grpc::Status AttentionService::Generate(grpc::ServerContext* ctx, const pb::GenerateRequest* req,
                                         grpc::ServerWriter<pb::GenerateResponse>* w) {
@@ -34,9 +54,9 @@ grpc::Status AttentionService::Generate(grpc::ServerContext* ctx, const pb::Gene
     if (params->prefill_only && req->decode_worker().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "decode_worker: prefill_only needs a decode worker");
     }
-    if (!req->kv_transport().empty() && req->kv_transport() != "grpc") {
-      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                          StrCat("kv_transport '", req->kv_transport(), "' is not implemented; use grpc"));
+    if (!req->kv_transport().empty() && req->kv_transport() != "grpc" && req->kv_transport() != "ucx") {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          StrCat("kv_transport must be grpc or ucx, got '", req->kv_transport(), "'"));
     }
     stream = engine_.Submit(std::move(*params));
   }
@@ -53,7 +73,7 @@ grpc::Status AttentionService::Generate(grpc::ServerContext* ctx, const pb::Gene
     if (!o->error.ok()) return ToGrpcStatus(o->error);
     pb::GenerateResponse resp = OutputToProto(*o);
     if (o->final && o->kv_export) {
-      auto pushed = kv_client_.Push(req->decode_worker(), *o->kv_export);
+      auto pushed = PushKv(req->decode_worker(), req->kv_transport(), *o->kv_export);
       if (!pushed.ok()) {
         kv_stats_.failed_transfers++;
         return ToGrpcStatus(pushed.status());
@@ -103,6 +123,7 @@ grpc::Status AttentionService::Describe(grpc::ServerContext*, const pb::Describe
   r->set_config_fingerprint(fingerprint_);
   r->set_eos_token_id(mc.eos_token_id);
   r->set_block_size(static_cast<int32_t>(engine_.block_size()));
+  r->set_ucx_worker_address(ucx_address_);
   return grpc::Status::OK;
 }
 

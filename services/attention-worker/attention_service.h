@@ -10,6 +10,7 @@
 #include "proto/dsv3/attention.grpc.pb.h"
 #include "services/attention-worker/engine/engine.h"
 #include "services/attention-worker/kv_transfer_client.h"
+#include "services/attention-worker/kv_ucx_transfer.h"
 
 namespace dsv3 {
 
@@ -21,6 +22,7 @@ struct AttentionServiceOptions {
 struct KvTransferStats {
   std::atomic<uint64_t> sent_bytes{0}, received_bytes{0}, sent_transfers{0}, failed_transfers{0};
   std::atomic<uint64_t> sent_micros{0};
+  std::atomic<uint64_t> ucx_transfers{0}, ucx_fallbacks{0};
 };
 
 class AttentionService final : public attention::v1::AttentionService::Service {
@@ -39,13 +41,20 @@ class AttentionService final : public attention::v1::AttentionService::Service {
                       attention::v1::KvTransferResponse* resp) override;
 
   const KvTransferStats& kv_stats() const { return kv_stats_; }
+  // Decode side: the UCX address this worker's KvUcxServer listens on (Describe shows it).
+  void set_ucx_address(std::string a) { ucx_address_ = std::move(a); }
 
  private:
   Engine& engine_;
   AttentionServiceOptions opts_;
   std::string fingerprint_;
   KvTransferClient kv_client_;
+  StatusOr<KvTransferResult> PushKv(const std::string& decode_worker, const std::string& transport,
+                                    const KvExport& ex);
+
   KvTransferStats kv_stats_;
+  KvUcxClient ucx_client_;
+  std::string ucx_address_;
   std::atomic<uint64_t> next_id_{1};
 };
 

@@ -19,6 +19,25 @@ attention::v1::AttentionService::Stub* KvTransferClient::StubFor(const std::stri
   return s.get();
 }
 
+StatusOr<std::string> KvTransferClient::UcxAddress(const std::string& decode_worker) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = ucx_addresses_.find(decode_worker);
+    if (it != ucx_addresses_.end()) return it->second;
+  }
+  auto* stub = StubFor(decode_worker);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  attention::v1::WorkerInfo info;
+  grpc::Status st = stub->Describe(&ctx, attention::v1::DescribeRequest{}, &info);
+  if (!st.ok()) {
+    return absl::UnavailableError(StrCat("KV transfer to decode worker ", decode_worker, " failed: ", st.error_message()));
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  ucx_addresses_[decode_worker] = info.ucx_worker_address();
+  return info.ucx_worker_address();
+}
+
 StatusOr<KvTransferResult> KvTransferClient::Push(const std::string& decode_worker, const KvExport& ex) {
   const auto t0 = std::chrono::steady_clock::now();
   auto* stub = StubFor(decode_worker);

@@ -26,6 +26,8 @@ class KvTransferClient {
   explicit KvTransferClient(std::string fingerprint, int64_t timeout_ms = 30000)
       : fingerprint_(std::move(fingerprint)), timeout_ms_(timeout_ms) {}
   StatusOr<KvTransferResult> Push(const std::string& decode_worker, const KvExport& ex);
+  // The decode worker's packed UCX address ("" when it offers none), cached per worker.
+  StatusOr<std::string> UcxAddress(const std::string& decode_worker);
 
  private:
   attention::v1::AttentionService::Stub* StubFor(const std::string& address);
@@ -34,6 +36,7 @@ class KvTransferClient {
   int64_t timeout_ms_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<attention::v1::AttentionService::Stub>> stubs_;
+  std::map<std::string, std::string> ucx_addresses_;
 };
 
 }  // namespace dsv3

@@ -118,6 +118,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   AttentionService service(**engine, sopts);
+  // Decode-capable workers accept KV over UCX too (gRPC PushKv is always there).
+  std::unique_ptr<KvUcxServer> ucx;
+  if (ecfg.role != "prefill") {
+    auto u = KvUcxServer::Start(**engine, (*inst)->config().Fingerprint());
+    if (u.ok()) {
+      ucx = std::move(*u);
+      service.set_ucx_address(ucx->address());
+    } else {
+      std::fprintf(stderr, "dsv3-attention-worker: UCX KV transfer unavailable (%s); gRPC only\n",
+                   std::string(u.status().message()).c_str());
+    }
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -142,5 +154,6 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  ucx.reset();
   return 0;
 }

@@ -220,7 +220,15 @@ class DisaggregatedTest : public ::testing::Test {
 
 TEST_F(DisaggregatedTest, PrefillHereDecodeThereEqualsColocated) {
   std::mt19937_64 rng(2);
+  {
+    grpc::ClientContext ctx;
+    pb::WorkerInfo info;
+    ASSERT_TRUE(d_->Describe(&ctx, pb::DescribeRequest{}, &info).ok());
+    EXPECT_FALSE(info.ucx_worker_address().empty()) << "the decode worker offers UCX KV transfer";
+  }
+  for (const char* transport : {"grpc", "ucx"})
   for (int n : {1, 2}) {
+    SCOPED_TRACE(std::string(transport) + " n=" + std::to_string(n));
     auto req = Greedy(RandomPrompt(rng, 77), 12);
     req.set_n(n);
     if (n > 1) {
@@ -233,6 +241,7 @@ TEST_F(DisaggregatedTest, PrefillHereDecodeThereEqualsColocated) {
     auto pre = req;
     pre.set_prefill_only(true);
     pre.set_decode_worker(decode_addr_);
+    pre.set_kv_transport(transport);
     Reply first = Generate(*p_, pre, n);
     ASSERT_TRUE(first.status.ok()) << first.status.error_message();
     ASSERT_FALSE(first.kv_handle.empty());

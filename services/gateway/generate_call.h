@@ -1,0 +1,72 @@
+// GenerateCall: one gateway request's conversation with the workers for one prompt.
+//
+//   colocated:      Pick(both) -> Generate(request) -> responses ...
+//   disaggregated:  Pick(prefill) + Pick(decode) -> Generate(prefill_only, decode_worker=D)
+//                   -> first token(s) + kv_handle -> Generate(resume_kv_handle) on D -> ...
+//
+// A call that fails before any token reached the observer (worker unreachable, overloaded)
+// is retried on another worker, at most kMaxAttempts times; after the first token it never
+// is (the client has seen output; KV lives on that worker). Cancel() stops the current
+// stream (gRPC cancellation reaches the worker as a cancelled server context) and sends an
+// Abort for the request id as well.
+//
+// Observer callbacks run on gRPC threads, one at a time per call; OnComplete exactly once.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "services/gateway/router.h"
+
+namespace dsv3::gateway {
+
+class GenerateObserver {
+ public:
+  virtual ~GenerateObserver() = default;
+  // Token deltas from either phase. FINISH_PREFILL_DONE is not an end: decode continues.
+  virtual void OnResponse(const attn::GenerateResponse& response) = 0;
+  // `status` is OK when the stream ended normally, CANCELLED after Cancel().
+  virtual void OnComplete(const Status& status) = 0;
+};
+
+class GenerateCall : public std::enable_shared_from_this<GenerateCall> {
+ public:
+  static constexpr int kMaxAttempts = 3;
+
+  GenerateCall(Router& router, attn::GenerateRequest request, std::vector<int32_t> prompt,
+               std::shared_ptr<GenerateObserver> observer, GatewayMetrics* metrics);
+  void Start();
+  void Cancel();
+
+ private:
+  enum class Phase { kSingle, kPrefill, kDecode };
+  void Attempt();
+  void StartStream(Phase phase, uint64_t seq, WorkerLease* lease, attn::GenerateRequest req);
+  void OnMessage(Phase phase, const attn::GenerateResponse& r);
+  void OnStreamDone(Phase phase, const grpc::Status& s);
+  void Finish(const Status& s);
+
+  Router& router_;
+  GatewayMetrics* metrics_;
+  attn::GenerateRequest request_;
+  std::vector<int32_t> prompt_;
+  std::shared_ptr<GenerateObserver> observer_;
+
+  std::mutex mu_;  // guards the fields below; never held while calling out
+  bool cancelled_ = false;
+  bool finished_ = false;
+  bool started_ = false;  // a token reached the observer
+  int attempts_ = 0;
+  std::set<std::string> tried_;
+  std::unique_ptr<WorkerLease> lease_;         // the worker of the current stream
+  std::unique_ptr<WorkerLease> decode_lease_;  // disaggregated: the chosen decode worker
+  std::shared_ptr<GenerateStream> stream_;
+  uint64_t stream_seq_ = 0;  // which StartStream stream_ belongs to
+  std::string kv_handle_;
+  std::vector<bool> choice_open_;  // disaggregated: choices still to decode
+};
+
+}  // namespace dsv3::gateway
