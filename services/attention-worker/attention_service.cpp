@@ -74,6 +74,10 @@ grpc::Status AttentionService::Generate(grpc::ServerContext* ctx, const pb::Gene
     pb::GenerateResponse resp = OutputToProto(*o);
     if (o->final && o->kv_export) {
       auto pushed = PushKv(req->decode_worker(), req->kv_transport(), *o->kv_export);
+      if (metrics_) {
+        metrics_->OnKvTransfer(req->kv_transport() == "ucx" ? "ucx" : "grpc", pushed.ok() ? pushed->seconds : 0,
+                               pushed.ok() ? pushed->bytes : 0, pushed.ok());
+      }
       if (!pushed.ok()) {
         kv_stats_.failed_transfers++;
         return ToGrpcStatus(pushed.status());
@@ -164,6 +168,7 @@ grpc::Status AttentionService::PushKv(grpc::ServerContext*, grpc::ServerReader<p
                         StrCat("kv: transfer ended after ", received, " of ", total, " values"));
   }
   kv_stats_.received_bytes += static_cast<uint64_t>(total * 4);
+  if (metrics_) metrics_->OnKvReceived(total * 4);
   auto handle = engine_.ImportKv(*ex);
   if (!handle.ok()) return ToGrpcStatus(handle.status());
   resp->set_kv_handle(*handle);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "proto/dsv3/attention.grpc.pb.h"
+#include "services/attention-worker/attention_metrics.h"
 #include "services/attention-worker/engine/engine.h"
 #include "services/attention-worker/kv_transfer_client.h"
 #include "services/attention-worker/kv_ucx_transfer.h"
@@ -43,6 +44,7 @@ class AttentionService final : public attention::v1::AttentionService::Service {
   const KvTransferStats& kv_stats() const { return kv_stats_; }
   // Decode side: the UCX address this worker's KvUcxServer listens on (Describe shows it).
   void set_ucx_address(std::string a) { ucx_address_ = std::move(a); }
+  void set_metrics(AttentionMetrics* m) { metrics_ = m; }
 
  private:
   Engine& engine_;
@@ -55,6 +57,7 @@ class AttentionService final : public attention::v1::AttentionService::Service {
   KvTransferStats kv_stats_;
   KvUcxClient ucx_client_;
   std::string ucx_address_;
+  AttentionMetrics* metrics_ = nullptr;
   std::atomic<uint64_t> next_id_{1};
 };
 

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_split.h"
 #include "common/engine/model_instance.h"
+#include "common/metrics/metrics_server.h"
 #include "common/util/allocator_tuning.h"
 #include "services/attention-worker/attention_service.h"
 
@@ -30,7 +31,8 @@ void Usage() {
                "usage: dsv3-attention-worker --model DIR [--role prefill|decode|both] [--listen 127.0.0.1:0]\n"
                "       [--expert-workers h:p,...] [--expert-transport grpc|ucx] [--threads N]\n"
                "       [--kv-cache-bytes B] [--block-size N] [--max-batch-tokens T] [--max-running R]\n"
-               "       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]\n");
+               "       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]\n"
+               "       [--metrics-listen HOST:PORT | --metrics-port P] [--expert-metrics auto|off|group|expert]\n");
 }
 
 bool ParseInt(const std::string& s, int64_t* out) {
@@ -49,7 +51,7 @@ int main(int argc, char** argv) {
   ModelInstanceOptions mopts;
   EngineConfig ecfg;
   AttentionServiceOptions sopts;
-  std::string listen = "127.0.0.1:0", transport = "grpc", workers;
+  std::string listen = "127.0.0.1:0", transport = "grpc", workers, metrics_listen, expert_metrics = "auto";
   int64_t threads = 0, expert_timeout_ms = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
@@ -81,6 +83,9 @@ int main(int argc, char** argv) {
     else if (k == "--model-name") sopts.model_name = next();
     else if (k == "--worker-id") ecfg.worker_id = next();
     else if (k == "--expert-timeout-ms") next_int(&expert_timeout_ms);
+    else if (k == "--metrics-listen") metrics_listen = next();
+    else if (k == "--metrics-port") metrics_listen = "0.0.0.0:" + next();
+    else if (k == "--expert-metrics") expert_metrics = next();
     else if (k == "--help" || k == "-h") { Usage(); return 0; }
     else {
       std::fprintf(stderr, "error: unknown option %s\n", k.c_str());
@@ -112,12 +117,45 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", std::string(inst.status().message()).c_str());
     return 1;
   }
+  // Metrics observe the engine from its first step.
+  std::unique_ptr<AttentionMetrics> metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    AttentionMetricsOptions mo;
+    mo.worker_id = ecfg.worker_id;
+    mo.role = ecfg.role;
+    mo.expert_transport = workers.empty() ? "in-process" : transport;
+    const ModelConfig& mc = (*inst)->config();
+    if (expert_metrics == "auto") {
+      mo.resolution = mc.num_hidden_layers * mc.n_routed_experts <= 4096 ? ExpertMetricsResolution::kExpert
+                                                                         : ExpertMetricsResolution::kGroup;
+    } else if (expert_metrics == "off" || expert_metrics == "group" || expert_metrics == "expert") {
+      mo.resolution = expert_metrics == "off"     ? ExpertMetricsResolution::kOff
+                      : expert_metrics == "group" ? ExpertMetricsResolution::kGroup
+                                                  : ExpertMetricsResolution::kExpert;
+    } else {
+      std::fprintf(stderr, "error: --expert-metrics must be auto, off, group or expert\n");
+      return 2;
+    }
+    metrics = std::make_unique<AttentionMetrics>(mc, mo);
+    auto ms = MetricsServer::Start(metrics_listen, metrics->registry());
+    if (!ms.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(ms.status().message()).c_str());
+      return 1;
+    }
+    metrics_server = std::move(*ms);
+    ecfg.observer = metrics.get();
+  }
   auto engine = Engine::Create(*(*inst)->model, ecfg);
   if (!engine.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
     return 1;
   }
   AttentionService service(**engine, sopts);
+  if (metrics) {
+    metrics->Attach(engine->get(), (*inst)->dispatcher.get());
+    service.set_metrics(metrics.get());
+  }
   // Decode-capable workers accept KV over UCX too (gRPC PushKv is always there).
   std::unique_ptr<KvUcxServer> ucx;
   if (ecfg.role != "prefill") {
@@ -148,6 +186,7 @@ int main(int argc, char** argv) {
                ecfg.role.c_str(), static_cast<long long>(l.kv_blocks_total), static_cast<long long>(ecfg.block_size),
                static_cast<long long>((*engine)->max_context()), workers.empty() ? "in-process" : workers.c_str());
   const std::string host = listen.substr(0, listen.rfind(':'));
+  if (metrics_server) std::printf("metrics listening on %s\n", metrics_server->address().c_str());
   std::printf("listening on %s:%d\n", host.c_str(), port);
   std::fflush(stdout);
   std::signal(SIGINT, OnSignal);
@@ -155,5 +194,6 @@ int main(int argc, char** argv) {
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   ucx.reset();
+  engine->reset();  // stops the engine thread before the metrics it reports to
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "services/expert-worker/expert_worker.h"
 
+#include <chrono>
+
 #include <cstdio>
 #include <functional>
 
@@ -52,6 +54,16 @@ expert_pb::DescribeResponse ExpertWorker::Describe() const {
 }
 
 expert_pb::ExpertResult ExpertWorker::Handle(const expert_pb::ExpertBatch& b) {
+  const auto t0 = std::chrono::steady_clock::now();
+  expert_pb::ExpertResult r = HandleUntimed(b);
+  if (opts_.on_batch) {
+    opts_.on_batch(r.num_tokens(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                   r.error_code() == 0);
+  }
+  return r;
+}
+
+expert_pb::ExpertResult ExpertWorker::HandleUntimed(const expert_pb::ExpertBatch& b) {
   expert_pb::ExpertResult r;
   r.set_seq(b.seq());
   r.set_layer(b.layer());

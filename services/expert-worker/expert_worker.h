@@ -3,6 +3,8 @@
 // returns the weighted partial sums. Transports (gRPC, UCX) call Handle().
 #pragma once
 
+#include <functional>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +25,8 @@ struct ExpertWorkerOptions {
   kernels::CpuIsa isa = kernels::CpuIsa::kAuto;
   // Benchmarks of the exchange alone: skip the expert math, return zeros.
   bool skip_compute = false;
+  // Called after every batch (metrics): tokens in it, seconds spent, whether it succeeded.
+  std::function<void(int64_t tokens, double seconds, bool ok)> on_batch;
 };
 
 class ExpertWorker {
@@ -42,6 +46,7 @@ class ExpertWorker {
   uint64_t resident_weight_bytes() const { return ckpt_->bytes_mapped(); }
 
  private:
+  expert_pb::ExpertResult HandleUntimed(const expert_pb::ExpertBatch& batch);
   ExpertWorker() = default;
   ExpertWorkerOptions opts_;
   std::unique_ptr<Checkpoint> ckpt_;

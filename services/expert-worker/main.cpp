@@ -13,7 +13,9 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "common/metrics/metrics_server.h"
 #include "services/expert-worker/expert_grpc_service.h"
+#include "services/expert-worker/expert_metrics.h"
 #include "services/expert-worker/expert_ucx_server.h"
 #ifdef DSV3_HAVE_NCCL
 #include "services/expert-worker/expert_nccl_server.h"
@@ -27,7 +29,8 @@ void OnSignal(int) { g_stop = 1; }
 void Usage() {
   std::fprintf(stderr,
                "usage: dsv3-expert-worker --model DIR [--experts 0-127|all] [--listen 127.0.0.1:0]\n"
-               "       [--transport grpc|ucx] [--threads N] [--worker-id NAME] [--skip-compute]\n");
+               "       [--transport grpc|ucx] [--threads N] [--worker-id NAME] [--skip-compute]\n"
+               "       [--metrics-listen HOST:PORT | --metrics-port P]\n");
 }
 
 }  // namespace
@@ -36,7 +39,7 @@ int main(int argc, char** argv) {
   using namespace dsv3;
   dsv3::TuneAllocatorForLargeBuffers();
   ExpertWorkerOptions opts;
-  std::string listen = "127.0.0.1:0", transport = "grpc";
+  std::string listen = "127.0.0.1:0", transport = "grpc", metrics_listen;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&]() -> std::string {
@@ -53,6 +56,8 @@ int main(int argc, char** argv) {
     else if (k == "--threads") opts.threads = std::atoi(next().c_str());
     else if (k == "--worker-id") opts.worker_id = next();
     else if (k == "--skip-compute") opts.skip_compute = true;
+    else if (k == "--metrics-listen") metrics_listen = next();
+    else if (k == "--metrics-port") metrics_listen = "0.0.0.0:" + next();
     else if (k == "--help" || k == "-h") { Usage(); return 0; }
     else {
       std::fprintf(stderr, "error: unknown option %s\n", k.c_str());
@@ -65,6 +70,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (opts.worker_id.empty()) opts.worker_id = "expert-worker[" + opts.experts + "]";
+  // The metrics object must exist before the worker serves its first batch.
+  std::unique_ptr<ExpertMetrics> metrics;
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<ExpertMetrics>(opts.worker_id.empty() ? "expert-worker[" + opts.experts + "]" : opts.worker_id,
+                                              transport);
+    opts.on_batch = [m = metrics.get()](int64_t tokens, double seconds, bool ok) { m->OnBatch(tokens, seconds, ok); };
+  }
   auto worker = ExpertWorker::Create(opts);
   if (!worker.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(worker.status().message()).c_str());
@@ -87,6 +99,16 @@ int main(int argc, char** argv) {
   ExpertNcclServer nccl(**worker);
   service.on_connect_nccl = [&](const expert::v1::ConnectNcclRequest& r) { return nccl.Connect(r); };
 #endif
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (metrics) {
+    metrics->SetHosted(FormatExpertRanges((*worker)->experts()), static_cast<int64_t>((*worker)->experts().size()));
+    auto ms = MetricsServer::Start(metrics_listen, metrics->registry());
+    if (!ms.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(ms.status().message()).c_str());
+      return 1;
+    }
+    metrics_server = std::move(*ms);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -103,6 +125,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "dsv3-expert-worker: experts %s of %lld, %llu weight bytes mapped, transport %s\n",
                FormatExpertRanges((*worker)->experts()).c_str(), static_cast<long long>((*worker)->config().n_routed_experts),
                static_cast<unsigned long long>((*worker)->resident_weight_bytes()), transport.c_str());
+  if (metrics_server) std::printf("metrics listening on %s\n", metrics_server->address().c_str());
   std::printf("listening on %s:%d\n", host.c_str(), port);
   std::fflush(stdout);
   std::signal(SIGINT, OnSignal);

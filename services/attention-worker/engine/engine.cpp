@@ -30,6 +30,7 @@ struct EngineRequest {
   bool forked = false;
   bool done = false;
   bool first_output_sent = false;
+  bool first_token_seen = false;
   double queue_seconds = -1;
   int64_t cached_prompt_tokens = 0;
   int64_t completion_tokens = 0;
@@ -68,6 +69,9 @@ Engine::Engine(Transformer& model, const EngineConfig& cfg, int64_t num_blocks)
       kv_(pool_),
       sched_(cfg.scheduler, kv_),
       seed_source_(std::random_device{}()) {
+  if (cfg_.observer) {
+    forward_observer_.on_routing = [o = cfg_.observer](int64_t layer, const RoutingResult& r) { o->OnRouting(layer, r); };
+  }
   PublishLoad();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -219,7 +223,22 @@ FinishReason Engine::CheckFinish(const Sequence* s, int64_t token) const {
   return FinishReason::kNone;
 }
 
+void Engine::NoteToken(Sequence* s) {
+  const auto now = std::chrono::steady_clock::now();
+  EngineRequest* r = s->req;
+  if (cfg_.observer) {
+    if (!r->first_token_seen) {
+      cfg_.observer->OnFirstToken(std::chrono::duration<double>(now - r->arrival).count(), std::max(0.0, r->queue_seconds));
+    } else if (s->generated() > 0) {
+      cfg_.observer->OnInterTokenLatency(std::chrono::duration<double>(now - s->last_token_time).count());
+    }
+  }
+  r->first_token_seen = true;
+  s->last_token_time = now;
+}
+
 void Engine::SampleInto(Sequence* s, const float* row) {
+  NoteToken(s);
   SampledToken t = s->sampler->Sample(row, &scratch_);
   s->sampler->Accept(t.id);
   s->tokens.push_back(t.id);
@@ -263,6 +282,7 @@ void Engine::SampleNext(Sequence* s, const float* row) {
 
 void Engine::ExportPrefill(Sequence* s, const float* row) {
   EngineRequest* r = s->req;
+  NoteToken(s);
   r->forked = true;
   auto ex = std::make_shared<KvExport>();
   ex->params = r->params;
@@ -318,6 +338,12 @@ void Engine::ExportPrefill(Sequence* s, const float* row) {
   s->finish = FinishReason::kPrefillDone;
   sched_.Remove(s);
   r->done = true;
+  if (cfg_.observer) {
+    cfg_.observer->OnRequestFinished(
+        any_continues ? FinishReason::kPrefillDone : r->pending.choices.front().finish,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - r->arrival).count(), s->prompt_len,
+        r->completion_tokens);
+  }
   r->pending.final = true;
   r->pending.prompt_tokens = s->prompt_len;
   r->pending.completion_tokens = r->completion_tokens;
@@ -349,6 +375,13 @@ void Engine::MaybeCompleteRequest(EngineRequest* r) {
     if (s->state != SeqState::kFinished) return;
   }
   r->done = true;
+  if (cfg_.observer) {
+    FinishReason why = FinishReason::kNone;
+    for (auto& s : r->seqs) why = why == FinishReason::kNone ? s->finish : why;
+    cfg_.observer->OnRequestFinished(
+        why, std::chrono::duration<double>(std::chrono::steady_clock::now() - r->arrival).count(),
+        static_cast<int64_t>(r->params.prompt.size()), r->completion_tokens);
+  }
   PendingChoice(r, 0);  // makes sure an output exists
   r->pending.final = true;
   r->pending.prompt_tokens = static_cast<int64_t>(r->params.prompt.size());
@@ -365,6 +398,11 @@ void Engine::FailRequest(EngineRequest* r, const Status& st) {
     }
   }
   r->done = true;
+  if (cfg_.observer) {
+    cfg_.observer->OnRequestFinished(
+        FinishReason::kError, std::chrono::duration<double>(std::chrono::steady_clock::now() - r->arrival).count(),
+        static_cast<int64_t>(r->params.prompt.size()), r->completion_tokens);
+  }
   PendingChoice(r, 0);
   r->pending.final = true;
   r->pending.error = st;
@@ -424,8 +462,20 @@ void Engine::Step() {
     views.push_back(std::make_unique<PagedKvSequence>(pool_, **table, s->num_computed));
     inputs.push_back({views.back().get(), s->tokens.data() + s->num_computed, sl.num_tokens, s->num_computed});
   }
-  Status st = model_.Forward(inputs, &logits_);
+  const auto f0 = std::chrono::steady_clock::now();
+  Status st = model_.Forward(inputs, &logits_, false, cfg_.observer ? &forward_observer_ : nullptr);
   ++steps_;
+  if (cfg_.observer) {
+    StepInfo info;
+    info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - f0).count();
+    info.sequences = static_cast<int64_t>(so.slices.size());
+    for (const ScheduledSlice& sl : so.slices) {
+      info.tokens += sl.num_tokens;
+      info.decode_tokens += sl.seq->generated() > 0 && sl.num_tokens == 1 ? 1 : 0;
+    }
+    info.failed = !st.ok();
+    cfg_.observer->OnStep(info);
+  }
   if (!st.ok()) {
     // A failed step (an expert worker died, a deadline passed) fails the requests in it;
     // their blocks return to the pool and the engine goes on with the rest.
@@ -517,6 +567,7 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Resume(const std::string& handle
     r->queue_seconds = 0;
     r->cached_prompt_tokens = pk.kv->cached_prompt_tokens;
     r->completion_tokens = r->params.n;  // the first tokens came from the prefill worker
+    r->first_token_seen = true;          // TTFT belongs to the prefill worker
     out = r->out;
     std::vector<Sequence*> live;
     for (int32_t c = 0; c < r->params.n; ++c) {
@@ -528,6 +579,7 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Resume(const std::string& handle
         return;
       }
       auto s = NewSequence(r.get(), c, std::make_unique<SequenceSampler>(std::move(*sampler)));
+      s->last_token_time = r->arrival;
       r->seqs.push_back(std::move(s));
     }
     // Choice 0 adopts the imported blocks; the others fork them (or recompute).

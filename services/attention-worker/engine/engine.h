@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/model/transformer.h"
+#include "services/attention-worker/engine/engine_observer.h"
 #include "services/attention-worker/engine/generate_request.h"
 #include "services/attention-worker/engine/scheduler.h"
 #include "services/attention-worker/engine/sequence.h"
@@ -42,6 +43,7 @@ struct EngineConfig {
   std::string worker_id = "attention-0";
   double import_ttl_seconds = 60;        // imported KV not resumed by then is freed
   int64_t max_n = 16;
+  EngineObserver* observer = nullptr;    // metrics; must outlive the engine
 };
 
 struct EngineLoad {
@@ -99,6 +101,7 @@ class Engine {
   std::unique_ptr<SequenceSampler> NewSampler(const GenerateParams& p, int32_t choice, uint64_t seed);
   void SampleNext(Sequence* s, const float* row);
   void SampleInto(Sequence* s, const float* row);
+  void NoteToken(Sequence* s);
   void ExportPrefill(Sequence* s, const float* row);
   FinishReason CheckFinish(const Sequence* s, int64_t token) const;
   void FinishSequence(Sequence* s, FinishReason why);
@@ -123,6 +126,7 @@ class Engine {
   uint64_t next_seq_id_ = 1;
   uint64_t next_handle_ = 1;
   std::vector<float> logits_;
+  ForwardObserver forward_observer_;
   SamplingScratch scratch_;
   std::vector<uint64_t> recent_hashes_;
   uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;

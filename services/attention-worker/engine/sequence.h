@@ -5,6 +5,7 @@
 // the tokens are kept, so the sequence later recomputes prompt + generated in one prefill.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -30,6 +31,7 @@ struct Sequence {
   FinishReason finish = FinishReason::kNone;
   std::unique_ptr<SequenceSampler> sampler;
   int64_t preemptions = 0;
+  std::chrono::steady_clock::time_point last_token_time;  // inter-token latency
 
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t remaining() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
