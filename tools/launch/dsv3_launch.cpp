@@ -31,7 +31,8 @@ void OnSignal(int) { g_stop = 1; }
 void Usage() {
   std::fprintf(stderr,
                "usage: dsv3-launch --cluster FILE [--model DIR] [--model-name NAME] [--port P] [--api-key K]\n"
-               "                   [--host 127.0.0.1] [--auto-ports] [--bin-dir DIR] [--log-dir DIR]\n");
+               "                   [--host 127.0.0.1] [--auto-ports] [--bin-dir DIR] [--log-dir DIR]\n"
+               "                   [--targets-file FILE]   (Prometheus file_sd targets of every process)\n");
 }
 
 std::string RandomKey() {
@@ -81,7 +82,7 @@ std::string Port(bool auto_ports, int64_t base, int64_t offset) {
 
 int main(int argc, char** argv) {
   using namespace dsv3;
-  std::string cluster_file, model, model_name, api_key, host = "127.0.0.1", bin_dir, log_dir;
+  std::string cluster_file, model, model_name, api_key, host = "127.0.0.1", bin_dir, log_dir, targets_file;
   int64_t port = -1;
   bool auto_ports = false;
   for (int i = 1; i < argc; ++i) {
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
     else if (k == "--auto-ports") auto_ports = true;
     else if (k == "--bin-dir") bin_dir = next();
     else if (k == "--log-dir") log_dir = next();
+    else if (k == "--targets-file") targets_file = next();
     else if (k == "--help" || k == "-h") { Usage(); return 0; }
     else {
       std::fprintf(stderr, "error: unknown option %s\n", k.c_str());
@@ -156,20 +158,32 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "[dsv3-launch] model %s (%s), logs in %s\n", s.model_name.c_str(), s.model_path.c_str(),
                log_dir.c_str());
 
+  // Every process serves metrics: metricsPort, metricsPort+1, ... in start order.
+  int64_t metrics_index = 0;
+  std::vector<std::pair<std::string, std::string>> metric_targets;  // (service, host:port)
+  auto metrics_flag = [&]() { return host + ":" + Port(auto_ports, s.metrics_port, metrics_index++); };
+  auto note_metrics = [&](const std::string& service, const std::vector<std::string>& lines) {
+    for (const auto& l : lines) {
+      if (l.rfind("metrics listening on ", 0) == 0) metric_targets.push_back({service, l.substr(21)});
+    }
+  };
+
   // Expert workers: slice i of W, replicas of each slice.
   std::vector<std::string> experts;
   for (int64_t r = 0; r < s.replicas_per_slice; ++r) {
     for (int64_t w = 0; w < s.expert_workers; ++w) {
       const auto [lo, hi] = ExpertSlice(w, s.expert_workers, s.num_experts);
       const std::string name = StrCat("expert-", w, r ? StrCat("-r", r) : "");
+      std::vector<std::string> lines;
       auto addr = group.Start(name,
                               {bin_dir + "/services/expert-worker/dsv3-expert-worker", "--model", s.model_path, "--experts",
                                StrCat(lo, "-", hi), "--listen",
                                host + ":" + Port(auto_ports, s.expert_port, r * s.expert_workers + w), "--transport",
                                s.expert_transport == "ucx" ? "ucx" : "grpc", "--threads", std::to_string(s.expert_threads),
-                               "--worker-id", name},
-                              "listening on ", kStartup);
+                               "--worker-id", name, "--metrics-listen", metrics_flag()},
+                              "listening on ", kStartup, {}, &lines);
       if (!addr.ok()) return fail(addr.status());
+      note_metrics("expert-worker", lines);
       std::fprintf(stderr, "[dsv3-launch] %s: experts %lld-%lld on %s\n", name.c_str(), static_cast<long long>(lo),
                    static_cast<long long>(hi), addr->c_str());
       experts.push_back(*addr);
@@ -187,12 +201,15 @@ int main(int argc, char** argv) {
                                        host + ":" + Port(auto_ports, p.port, i), "--threads", std::to_string(p.threads),
                                        "--kv-cache-bytes", std::to_string(p.kv_cache_bytes), "--max-batch-tokens",
                                        std::to_string(p.max_batch_tokens), "--max-running", std::to_string(p.max_running),
-                                       "--model-name", s.model_name, "--worker-id", name};
+                                       "--model-name", s.model_name, "--worker-id", name, "--metrics-listen",
+                                       metrics_flag()};
       if (!expert_list.empty()) {
         args.insert(args.end(), {"--expert-workers", expert_list, "--expert-transport",
                                  s.expert_transport == "ucx" ? "ucx" : "grpc"});
       }
-      DSV3_ASSIGN_OR_RETURN(std::string addr, group.Start(name, args, "listening on ", kStartup));
+      std::vector<std::string> lines;
+      DSV3_ASSIGN_OR_RETURN(std::string addr, group.Start(name, args, "listening on ", kStartup, {}, &lines));
+      note_metrics("attention-worker", lines);
       std::fprintf(stderr, "[dsv3-launch] %s on %s\n", name.c_str(), addr.c_str());
       out->push_back(addr);
     }
@@ -223,6 +240,22 @@ int main(int argc, char** argv) {
   auto url = group.Start("gateway", gw, "gateway listening on ", kStartup, {"DSV3_API_KEYS=" + api_key});
   if (!url.ok()) return fail(url.status());
   const int gw_port = std::atoi(url->substr(url->rfind(':') + 1).c_str());
+  metric_targets.push_back({"gateway", host + ":" + std::to_string(gw_port)});
+  if (!targets_file.empty()) {
+    // Prometheus file_sd format: one group per process.
+    std::string j = "[";
+    for (size_t i = 0; i < metric_targets.size(); ++i) {
+      j += StrCat(i ? "," : "", "\n  {\"targets\": [\"", metric_targets[i].second, "\"], \"labels\": {\"service\": \"",
+                  metric_targets[i].first, "\"}}");
+    }
+    j += "\n]\n";
+    FILE* f = std::fopen(targets_file.c_str(), "w");
+    if (!f || std::fwrite(j.data(), 1, j.size(), f) != j.size()) {
+      if (f) std::fclose(f);
+      return fail(Internal("launch", StrCat("cannot write ", targets_file)));
+    }
+    std::fclose(f);
+  }
   bool ready = false;
   for (int i = 0; i < 600 && !g_stop; ++i) {
     if (HttpStatus(host, gw_port, "/ready") == 200) {
@@ -236,6 +269,11 @@ int main(int argc, char** argv) {
   std::printf("  model:   %s\n", s.model_name.c_str());
   std::printf("  api key: %s%s\n", api_key.c_str(), generated_key ? "  (generated; pass --api-key to choose)" : "");
   std::printf("  web chat: %s/\n", url->c_str());
+  std::printf("  metrics: %s/metrics (gateway)", url->c_str());
+  for (const auto& [svc, addr] : metric_targets) {
+    if (svc != "gateway") std::printf(", http://%s/metrics", addr.c_str());
+  }
+  std::printf("\n");
   std::printf("  try:\n    curl %s/v1/chat/completions -H \"Content-Type: application/json\" \\\n"
               "      -H \"Authorization: Bearer %s\" \\\n"
               "      -d '{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}], \"max_tokens\": 32}'\n",

@@ -15,7 +15,8 @@ namespace dsv3 {
 
 StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::vector<std::string>& argv,
                                           const std::string& ready_prefix, std::chrono::seconds timeout,
-                                          const std::vector<std::string>& extra_env) {
+                                          const std::vector<std::string>& extra_env,
+                                          std::vector<std::string>* earlier_lines) {
   int out[2];
   if (pipe(out) != 0) return Internal("launch", StrCat("pipe: ", std::strerror(errno)));
   const std::string log = LogPath(name);
@@ -70,6 +71,7 @@ StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::ve
           }).detach();
           return line.substr(ready_prefix.size());
         }
+        if (earlier_lines) earlier_lines->push_back(line);
       }
     }
     int st;

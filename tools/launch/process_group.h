@@ -22,7 +22,8 @@ class ProcessGroup {
   // line starting with `ready_prefix`; returns the rest of that line.
   StatusOr<std::string> Start(const std::string& name, const std::vector<std::string>& argv,
                               const std::string& ready_prefix, std::chrono::seconds timeout,
-                              const std::vector<std::string>& extra_env = {});
+                              const std::vector<std::string>& extra_env = {},
+                              std::vector<std::string>* earlier_lines = nullptr);
   // The name of a child that exited (and its status), or "" when all are alive.
   std::string Exited(int* status);
   void StopAll(std::chrono::milliseconds grace);
