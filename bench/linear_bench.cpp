@@ -91,7 +91,7 @@ void Decode(benchmark::State& state, WeightType t) {
 void BM_DecodeLinear_BF16(benchmark::State& s) { Decode(s, WeightType::kBF16); }
 void BM_DecodeLinear_FP8(benchmark::State& s) { Decode(s, WeightType::kF8E4M3); }
 // (m, rows, cols): V3-hidden rows in and beyond a large L3, and bench-s's LM head.
-BENCHMARK(BM_DecodeLinear_BF16)->ArgsProduct({{1, 2, 4, 8, 16}, {16384, 131072}, {7168}})->Args({1, 129280, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeLinear_BF16)->ArgsProduct({{1, 2, 4, 8, 16}, {16384, 131072}, {7168}})->ArgsProduct({{1, 16, 32, 64, 128}, {129280}, {512}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_DecodeLinear_FP8)->ArgsProduct({{1, 2, 4, 8, 16}, {16384, 131072}, {7168}})->Args({1, 129280, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // OpenBLAS on float32 weights of the decode shape (its own threads: all cores).

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/model/mla_attention.h"
+#include "common/model/sequence_kv_cache.h"
 
 namespace {
 

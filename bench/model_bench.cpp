@@ -89,7 +89,7 @@ void BM_ModelDecodeStep(benchmark::State& state) {
   }
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(batch) * state.iterations(), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_ModelDecodeStep)->Arg(1)->Arg(4)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ModelDecodeStep)->Arg(1)->Arg(4)->Arg(16)->Arg(32)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_ModelPrefill(benchmark::State& state) {
   Loaded& m = Model();

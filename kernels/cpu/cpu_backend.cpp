@@ -17,6 +17,12 @@ namespace dsv3::kernels {
 namespace {
 
 constexpr int64_t kGemvMaxRows = 16;
+// Batched decode (up to this many rows): the GEMV kernel over 16-row token chunks, each
+// weight block reused from cache by every chunk, so weights stream from memory once and
+// each row's result is the same whatever the batch (batch invariance). Beyond it, prefill
+// GEMMs (dequantized panels + sgemm) win.
+constexpr int64_t kBatchedGemvMaxRows = 64;
+constexpr int64_t kGemvWeightBlock = 64;  // weight rows per cache-resident block
 constexpr int64_t kPanelRows = 256;  // upper bound; see PanelRows()
 
 class CpuBackend final : public Backend {
@@ -62,6 +68,17 @@ class CpuBackend final : public Backend {
       pool_.ParallelFor(tasks, [&](int64_t t) {
         const int64_t r0 = t * per, r1 = std::min(N, r0 + per);
         if (r0 < r1) fn(x, m, K, w, r0, r1, y, N);
+      });
+      return;
+    }
+    if (m <= kBatchedGemvMaxRows && w.type != WeightType::kF32) {
+      cpu::GemvFn fn = GemvFor(w);
+      const int64_t blocks = (N + kGemvWeightBlock - 1) / kGemvWeightBlock;
+      pool_.ParallelFor(blocks, [&](int64_t b) {
+        const int64_t r0 = b * kGemvWeightBlock, r1 = std::min(N, r0 + kGemvWeightBlock);
+        for (int64_t c = 0; c < m; c += kGemvMaxRows) {
+          fn(x + c * K, std::min(kGemvMaxRows, m - c), K, w, r0, r1, y + c * N, N);
+        }
       });
       return;
     }
