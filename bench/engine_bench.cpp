@@ -116,7 +116,8 @@ void EngineDecode(benchmark::State& state) {
   for (auto _ : state) {
     std::vector<std::shared_ptr<OutputStream>> streams;
     for (int64_t b = 0; b < batch; ++b) {
-      streams.push_back(*e.Submit(Params(Tokens(prompt, V, ++g_ids), static_cast<int32_t>(steps + 1), g_ids)));
+      const uint64_t id = ++g_ids;
+      streams.push_back(*e.Submit(Params(Tokens(prompt, V, id), static_cast<int32_t>(steps + 1), id)));
     }
     // Decode phase only: from the moment every request has its first token.
     std::vector<int64_t> got(static_cast<size_t>(batch), 0);

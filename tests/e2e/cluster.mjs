@@ -3,6 +3,7 @@
 // DeepSeek-V3 tokenizer; stops it on exit.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -38,18 +39,27 @@ export async function startCluster({ root, binDir, apiKey = 'sk-test-key', clust
     child.kill('SIGINT');
     await Promise.race([done, new Promise((r) => setTimeout(r, 10000))]);
     if (child.exitCode === null) child.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.DSV3_KEEP_LOGS) console.error(`cluster logs kept in ${dir}/logs; launcher said:\n${stderr}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', () => { try { child.kill('SIGKILL'); } catch {} });
   const metricsTargets = JSON.parse(fs.readFileSync(targets, 'utf8'));
   return { url, apiKey, stop, child, dir, metricsTargets, logs: path.join(dir, 'logs') };
 }
 
-// Sum of a metric's samples on the given metrics endpoints (host:port list).
+// Sum of a metric's samples on the given metrics endpoints (host:port list). A fresh
+// connection per scrape (prometheus-cpp's server closes idle keep-alive connections).
 export async function scrapeSum(endpoints, name) {
   let sum = 0;
   for (const ep of endpoints) {
-    const text = await (await fetch(`http://${ep}/metrics`)).text();
+    const text = await new Promise((resolve, reject) => {
+      http.get(`http://${ep}/metrics`, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve(body));
+      }).on('error', (e) => reject(new Error(`GET http://${ep}/metrics: ${e.message}`)));
+    });
     for (const line of text.split('\n')) {
       if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.split(' ').pop());
     }

