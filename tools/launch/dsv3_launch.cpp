@@ -125,7 +125,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   ClusterSpec& s = *spec;
-  if (!model.empty()) s.model_path = model;
+  if (!model.empty()) {
+    s.model_path = model;
+    // Another checkpoint is served under its directory's name unless told otherwise.
+    if (model_name.empty()) model_name = std::filesystem::path(model).lexically_normal().filename().string();
+    if (model_name.empty()) model_name = std::filesystem::path(model).lexically_normal().parent_path().filename().string();
+  }
   if (!model_name.empty()) s.model_name = model_name;
   if (s.model_name.empty()) s.model_name = std::filesystem::path(s.model_path).filename().string();
   if (port >= 0) s.gateway_port = port;
