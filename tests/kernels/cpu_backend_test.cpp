@@ -163,21 +163,28 @@ TEST_P(LinearTest, RowSlicesAndTransposedProduct) {
   }
 }
 
-// A token's GEMV result must not depend on how many other tokens share the call.
+// A token's GEMV result must not depend on how many other tokens share the call: up to
+// 16 rows (every weight type) and, for quantized weights, up to 64 rows (batched decode).
 TEST_P(LinearTest, DecodeRowsAreBatchInvariant) {
   auto [isa, type] = GetParam();
   auto b = MakeCpuBackend({isa, 2});
   if (!b) GTEST_SKIP() << "ISA not supported";
   std::mt19937 rng(7);
-  TestWeight t = MakeWeight(type, 96, 200, rng);
+  TestWeight t = MakeWeight(type, 150, 200, rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(16 * 200);
+  const int64_t m = type == WeightType::kF32 ? 16 : 64;
+  std::vector<float> x(m * 200);
   for (auto& v : x) v = nd(rng);
-  std::vector<float> all(16 * 96), one(96);
-  b->Linear(x.data(), 16, t.w, all.data());
-  for (int64_t i = 0; i < 16; ++i) {
+  std::vector<float> all(m * 150), some(5 * 150), one(150);
+  b->Linear(x.data(), m, t.w, all.data());
+  for (int64_t i = 0; i < m; ++i) {
     b->Linear(x.data() + i * 200, 1, t.w, one.data());
-    for (int64_t r = 0; r < 96; ++r) ASSERT_EQ(one[r], all[i * 96 + r]) << "row " << i;
+    for (int64_t r = 0; r < 150; ++r) ASSERT_EQ(one[r], all[i * 150 + r]) << "row " << i << " of " << m;
+  }
+  const int64_t first = m - 7;
+  b->Linear(x.data() + first * 200, 5, t.w, some.data());
+  for (int64_t i = 0; i < 5; ++i) {
+    for (int64_t r = 0; r < 150; ++r) ASSERT_EQ(some[i * 150 + r], all[(first + i) * 150 + r]) << "row " << first + i;
   }
 }
 
