@@ -261,12 +261,14 @@ int main(int argc, char** argv) {
                   metric_targets[i].first, "\"}}");
     }
     j += "\n]\n";
-    FILE* f = std::fopen(targets_file.c_str(), "w");
-    if (!f || std::fwrite(j.data(), 1, j.size(), f) != j.size()) {
-      if (f) std::fclose(f);
+    // Written aside and renamed: Prometheus may be watching the file.
+    const std::string tmp = targets_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    const bool written = f && std::fwrite(j.data(), 1, j.size(), f) == j.size();
+    if (f) std::fclose(f);
+    if (!written || std::rename(tmp.c_str(), targets_file.c_str()) != 0) {
       return fail(Internal("launch", StrCat("cannot write ", targets_file)));
     }
-    std::fclose(f);
   }
   bool ready = false;
   for (int i = 0; i < 600 && !g_stop; ++i) {

@@ -18,40 +18,23 @@
 
 #include "child_process.h"
 #include "proto/dsv3/attention.grpc.pb.h"
-#include "tools/mkmodel/random_checkpoint.h"
+#include "test_models.h"
 
 namespace dsv3 {
 namespace {
 
+using testing::SharedOracle;
+using testing::ScratchDir;
+
 namespace pb = attention::v1;
 using testing::ChildProcess;
 
-struct ScratchDir {
-  explicit ScratchDir(const std::string& name)
-      : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {
-    std::filesystem::remove_all(path);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
 
 const std::string& MkModel() {
-  static ScratchDir dir("attn_service_mkmodel");
-  static bool made = [] {
-    auto cfg = PresetConfig("tiny", false);
-    auto r = WriteRandomCheckpoint(dir.path, cfg->ToJson(), 31, 2);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok();
-  }();
-  (void)made;
-  return dir.path;
+  static const std::string dir = testing::RandomTinyModel("attn_service_mkmodel", 31, false);
+  return dir;
 }
 
-std::string SharedOracle(const char* name) {
-  const char* env = std::getenv("DSV3_SHARED_DIR");
-  std::string d = std::string(env && *env ? env : DSV3_SHARED_DIR) + "/oracle/" + name;
-  return std::filesystem::is_directory(d) ? d : "";
-}
 
 std::unique_ptr<pb::AttentionService::Stub> Connect(const std::string& addr) {
   grpc::ChannelArguments args;

@@ -19,40 +19,23 @@
 
 #include "common/engine/model_instance.h"
 #include "services/attention-worker/engine/engine.h"
-#include "tools/mkmodel/random_checkpoint.h"
+#include "test_models.h"
 
 namespace dsv3 {
 namespace {
 
+using testing::SharedOracle;
+using testing::ScratchDir;
+
 constexpr double kMarginTol = 1e-3;
 constexpr double kLogprobTol = 1e-4;
 
-struct ScratchDir {
-  explicit ScratchDir(const std::string& name)
-      : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {
-    std::filesystem::remove_all(path);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
 
 const std::string& MkModel() {
-  static ScratchDir dir("engine_mkmodel");
-  static bool made = [] {
-    auto cfg = PresetConfig("tiny", false);
-    auto r = WriteRandomCheckpoint(dir.path, cfg->ToJson(), 23, 2);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok();
-  }();
-  (void)made;
-  return dir.path;
+  static const std::string dir = testing::RandomTinyModel("engine_mkmodel", 23, false);
+  return dir;
 }
 
-std::string SharedOracle(const char* name) {
-  const char* env = std::getenv("DSV3_SHARED_DIR");
-  std::string d = std::string(env && *env ? env : DSV3_SHARED_DIR) + "/oracle/" + name;
-  return std::filesystem::is_directory(d) ? d : "";
-}
 
 std::unique_ptr<ModelInstance> Load(const std::string& dir) {
   ModelInstanceOptions o;

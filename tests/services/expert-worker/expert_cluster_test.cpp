@@ -20,42 +20,22 @@
 #include "common/transport/nccl_link.h"
 #endif
 #include "common/transport/grpc_expert_channel.h"
-#include "tools/mkmodel/random_checkpoint.h"
+#include "test_models.h"
 
 namespace dsv3 {
 namespace {
 
+using testing::SharedOracle;
+using testing::ScratchDir;
+
 using testing::ChildProcess;
 using testing::StartExpertWorker;
 
-std::string SharedOracle(const char* name) {
-  const char* env = std::getenv("DSV3_SHARED_DIR");
-  std::string d = std::string(env && *env ? env : DSV3_SHARED_DIR) + "/oracle/" + name;
-  return std::filesystem::is_directory(d) ? d : "";
-}
 
-// A directory private to this test process (ctest runs tests in parallel processes),
-// removed when the process exits.
-struct ScratchDir {
-  explicit ScratchDir(const std::string& name)
-      : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {
-    std::filesystem::remove_all(path);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
 
-// A dsv3-mkmodel model (tiny shape, its own seed): always available, unlike ../shared.
 const std::string& MkModel() {
-  static ScratchDir dir("cluster_mkmodel");
-  static bool made = [] {
-    auto cfg = PresetConfig("tiny", true);
-    auto r = WriteRandomCheckpoint(dir.path, cfg->ToJson(), 17, 2);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok();
-  }();
-  (void)made;
-  return dir.path;
+  static const std::string dir = testing::RandomTinyModel("cluster_mkmodel", 17, true);
+  return dir;
 }
 
 using Engine = ModelInstance;
