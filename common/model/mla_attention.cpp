@@ -5,8 +5,10 @@
 namespace dsv3 {
 
 namespace {
-// Up to this many rows per step, kv_b is used in place instead of dequantized.
-constexpr int64_t kDirectMaxTokens = 16;
+// Up to this many rows per step, kv_b is used in place instead of dequantized: per-row
+// products whose result does not depend on the step's size (with the linears' batched
+// GEMV up to the same 64 rows, steps of <= 64 tokens are batch-invariant).
+constexpr int64_t kDirectMaxTokens = 64;
 }  // namespace
 
 MlaAttention::MlaAttention(const ModelConfig& cfg, kernels::Backend& backend)
