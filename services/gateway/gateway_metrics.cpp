@@ -68,8 +68,16 @@ void GatewayMetrics::ObserveHttp(const std::string& route, int status, double se
   http_duration_->Add({{"route", route}}, kLatency).Observe(seconds);
 }
 
-void GatewayMetrics::SetWorkerUp(const std::string& worker, const std::string& role, bool up) {
-  worker_up_->Add({{"worker", worker}, {"role", role}}).Set(up ? 1.0 : 0.0);
+void GatewayMetrics::SetWorkerUp(const std::string& address, const std::string& worker_id, const std::string& role,
+                                 bool up) {
+  // `worker` carries the worker's own id (its --worker-id, as on the worker's metrics) once
+  // the worker has described itself, so the two join in PromQL; until then the address.
+  if (!worker_id.empty()) {
+    auto* unnamed = &worker_up_->Add({{"worker", address}, {"address", address}, {"role", role}});
+    worker_up_->Remove(unnamed);
+  }
+  worker_up_->Add({{"worker", worker_id.empty() ? address : worker_id}, {"address", address}, {"role", role}})
+      .Set(up ? 1.0 : 0.0);
 }
 
 std::string GatewayMetrics::Serialize() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }

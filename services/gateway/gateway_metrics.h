@@ -26,7 +26,7 @@ class GatewayMetrics {
   void AddGenerationTokens(double n) { generation_tokens_->Increment(n); }
   void IncRetries() { retries_->Increment(); }
   prometheus::Gauge& in_flight() { return *in_flight_; }
-  void SetWorkerUp(const std::string& worker, const std::string& role, bool up);
+  void SetWorkerUp(const std::string& address, const std::string& worker_id, const std::string& role, bool up);
 
   // Text exposition format 0.0.4.
   std::string Serialize() const;

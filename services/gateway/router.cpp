@@ -26,7 +26,7 @@ Router::Router(RouterOptions options, GatewayMetrics* metrics) : metrics_(metric
       e.role = role;
       idx->push_back(entries_.size());
       entries_.push_back(std::move(e));
-      if (metrics_) metrics_->SetWorkerUp(a, WorkerRoleName(role), false);
+      if (metrics_) metrics_->SetWorkerUp(a, "", WorkerRoleName(role), false);
     }
   };
   add(options_.workers, WorkerRole::kBoth, &both_);
@@ -101,7 +101,14 @@ void Router::PollEntry(size_t i) {
     if (load) e.load = std::move(*load);
     e.last_error = err.ok() ? "" : std::string(err.message());
   }
-  if (up_changed && metrics_) metrics_->SetWorkerUp(e.client->address(), WorkerRoleName(e.role), up);
+  if (up_changed && metrics_) {
+    std::string id;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (e.described) id = e.info.worker_id();
+    }
+    metrics_->SetWorkerUp(e.client->address(), id, WorkerRoleName(e.role), up);
+  }
 }
 
 bool Router::Ready() const {
@@ -184,6 +191,7 @@ std::unique_ptr<WorkerLease> Router::Pick(WorkerRole role, const std::vector<int
 void Router::ReportUnreachable(const std::string& address, const std::string& why) {
   bool changed = false;
   WorkerRole role = WorkerRole::kBoth;
+  std::string id;
   {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& e : entries_) {
@@ -192,9 +200,10 @@ void Router::ReportUnreachable(const std::string& address, const std::string& wh
       e.up = false;
       e.last_error = why;
       role = e.role;
+      if (e.described) id = e.info.worker_id();
     }
   }
-  if (changed && metrics_) metrics_->SetWorkerUp(address, WorkerRoleName(role), false);
+  if (changed && metrics_) metrics_->SetWorkerUp(address, id, WorkerRoleName(role), false);
 }
 
 std::vector<WorkerSnapshot> Router::Snapshot() const {
