@@ -16,7 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_split.h"
-#include "common/engine/model_instance.h"
+#include "bench/bench_model.h"
 #include "services/attention-worker/attention_service.h"
 #include "services/attention-worker/engine/engine.h"
 #include "services/attention-worker/kv_transfer_client.h"
@@ -26,35 +26,8 @@ namespace {
 using namespace dsv3;
 using Clock = std::chrono::steady_clock;
 
-struct Loaded {
-  std::unique_ptr<ModelInstance> m;
-  std::string error;
-};
-
-Loaded LoadModel() {
-  Loaded r;
-  const char* dir = std::getenv("DSV3_BENCH_MODEL");
-  if (!dir) {
-    r.error = "set DSV3_BENCH_MODEL to a checkpoint directory (bench/run.sh does)";
-    return r;
-  }
-  ModelInstanceOptions o;
-  o.model_dir = dir;
-  if (const char* remote = std::getenv("DSV3_BENCH_EXPERT_WORKERS")) {
-    for (absl::string_view piece : absl::StrSplit(remote, ',', absl::SkipEmpty())) o.expert_workers.emplace_back(piece);
-  }
-  if (const char* t = std::getenv("DSV3_BENCH_EXPERT_TRANSPORT")) {
-    auto tr = ParseExpertTransport(t);
-    if (tr.ok()) o.cluster.transport = *tr;
-  }
-  auto m = LoadModelInstance(o);
-  if (!m.ok()) {
-    r.error = std::string(m.status().message());
-    return r;
-  }
-  r.m = std::move(*m);
-  return r;
-}
+using Loaded = BenchModel;
+Loaded LoadModel() { return LoadBenchModel(); }
 
 Loaded& Model() {
   static Loaded l = LoadModel();
