@@ -266,9 +266,10 @@ TEST(Cluster, HungWorkerHitsTheDeadline) {
     std::vector<float> logits;
     ChildProcess& w1 = c.workers[1];
     w1.Kill(SIGSTOP);
-    const int64_t tok = 5;
+    // Eight tokens: their selections are sure to reach both workers' slices.
+    const std::vector<int64_t> toks = {5, 901, 17000, 42, 77777, 3, 128000, 640};
     const auto t0 = std::chrono::steady_clock::now();
-    Status st = e->model->Forward({{kv.get(), &tok, 1, 5}}, &logits);
+    Status st = e->model->Forward({{kv.get(), toks.data(), 8, 5}}, &logits);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     w1.Kill(SIGKILL);
     ASSERT_FALSE(st.ok());
