@@ -212,6 +212,21 @@ void OpenAiApi::Ready(const std::shared_ptr<ReplyChannel>& ch) {
   ch->Reply(std::move(r));
 }
 
+// What chat and completion jobs share: ids, model, fingerprint, streaming and n.
+void OpenAiApi::FillJobCommon(const char* id_prefix, const attn::WorkerInfo& info, const SamplingParams& params,
+                              std::chrono::steady_clock::time_point arrived, JobSpec* spec) const {
+  spec->header.id = NewResponseId(id_prefix);
+  spec->header.model = config_.model_name;
+  spec->header.system_fingerprint = info.config_fingerprint();
+  spec->header.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  spec->request_id = spec->header.id;
+  spec->stream = params.stream;
+  spec->include_usage = params.stream && params.include_usage;
+  spec->n = static_cast<int>(params.n);
+  spec->arrived = arrived;
+}
+
 void OpenAiApi::Chat(const HttpRequest& req, const std::shared_ptr<ReplyChannel>& ch) {
   auto body = ParseJsonObject(req.body, config_.max_json_depth);
   if (!body.ok()) return ReplyError(ch, body.error());
@@ -252,16 +267,7 @@ void OpenAiApi::Chat(const HttpRequest& req, const std::shared_ptr<ReplyChannel>
   if (!TryAcquireSlot()) return ReplyError(ch, TooManyRequests("too many requests in flight; retry shortly", 1));
 
   JobSpec spec;
-  spec.header.id = NewResponseId("chatcmpl-");
-  spec.header.model = config_.model_name;
-  spec.header.system_fingerprint = info->config_fingerprint();
-  spec.header.created =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  spec.request_id = spec.header.id;
-  spec.stream = cr.params.stream;
-  spec.include_usage = cr.params.stream && cr.params.include_usage;
-  spec.n = static_cast<int>(cr.params.n);
-  spec.arrived = req.arrived;
+  FillJobCommon("chatcmpl-", *info, cr.params, req.arrived, &spec);
   const bool starts_thinking = EndsWithThinkTag(rendered->text);
   spec.choice_options.stop = cr.params.stop;
   spec.choice_options.reasoning = config_.reasoning_parser == "deepseek-r1" ||
@@ -344,16 +350,7 @@ void OpenAiApi::Completions(const HttpRequest& req, const std::shared_ptr<ReplyC
     spec.prompts.push_back(std::move(p));
   }
   if (!TryAcquireSlot()) return ReplyError(ch, TooManyRequests("too many requests in flight; retry shortly", 1));
-  spec.header.id = NewResponseId("cmpl-");
-  spec.header.model = config_.model_name;
-  spec.header.system_fingerprint = info->config_fingerprint();
-  spec.header.created =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  spec.request_id = spec.header.id;
-  spec.stream = cr.params.stream;
-  spec.include_usage = cr.params.stream && cr.params.include_usage;
-  spec.n = static_cast<int>(cr.params.n);
-  spec.arrived = req.arrived;
+  FillJobCommon("cmpl-", *info, cr.params, req.arrived, &spec);
   spec.choice_options.stop = cr.params.stop;
   spec.choice_options.logprobs = cr.logprobs >= 0;
   auto format = std::make_unique<CompletionResponseFormat>(spec.n, std::move(echo_text), std::move(echo_tokens),

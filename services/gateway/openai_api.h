@@ -22,6 +22,7 @@
 #include "services/gateway/api_keys.h"
 #include "services/gateway/gateway_config.h"
 #include "services/gateway/gateway_metrics.h"
+#include "services/gateway/generation_job.h"
 #include "services/gateway/http_exchange.h"
 #include "services/gateway/json_body.h"
 #include "services/gateway/router.h"
@@ -39,6 +40,8 @@ class OpenAiApi {
   static std::string RouteLabel(const std::string& path);
 
  private:
+  void FillJobCommon(const char* id_prefix, const attn::WorkerInfo& info, const SamplingParams& params,
+                     std::chrono::steady_clock::time_point arrived, JobSpec* spec) const;
   void Chat(const HttpRequest& req, const std::shared_ptr<ReplyChannel>& ch);
   void Completions(const HttpRequest& req, const std::shared_ptr<ReplyChannel>& ch);
   void Tokenize(const HttpRequest& req, const std::shared_ptr<ReplyChannel>& ch);
