@@ -67,6 +67,12 @@ start_cluster() {
 }
 
 machine() { echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+# CPU seconds (user + system) a process has used so far.
+TCK=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+calc() { awk "BEGIN {printf \"%.2f\", $1}"; }
+# The launcher's children running the given binary.
+child_pids() { pgrep -P "$launcher_pid" -f "/$1 " | tr '\n' ' '; }
 
 BENCH=("$B/tools/bench-serving/dsv3-bench" --api-key $KEY --model bench-s-bf16 --endpoint completions)
 GRPC=("$B/tools/bench-serving/dsv3-bench-grpc")
@@ -78,16 +84,35 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 start_cluster colocated deploy/cluster/local-colocated.json
 WORKER=$(sed -n 's/^\[dsv3-launch\] both-0 on //p' "$OUT/colocated-launch.err")
 [ -n "$WORKER" ] || { echo "no both-0 address in the launcher's output" >&2; exit 1; }
+GW_PID=$(child_pids dsv3-gateway)
+WK_PID=$(child_pids dsv3-attention-worker)
+EX_PIDS=$(child_pids dsv3-expert-worker)
+GW_PID=${GW_PID% } WK_PID=${WK_PID% }
+[ -n "$GW_PID" ] && [ -n "$WK_PID" ] && [ -n "$EX_PIDS" ] || { echo "cannot find the cluster's processes" >&2; exit 1; }
+# measure NAME CMD...: runs CMD and writes the CPU seconds the gateway, the attention worker
+# and the expert workers used meanwhile (warm-up included) to $OUT/NAME.cpu.json.
+measure() {
+  local name=$1; shift
+  local g0 w0 e0=0 g1 w1 e1=0 p
+  g0=$(cpu_s "$GW_PID"); w0=$(cpu_s "$WK_PID")
+  for p in $EX_PIDS; do e0=$(calc "$e0 + $(cpu_s "$p")"); done
+  "$@" || echo "   (exit $?)"
+  g1=$(cpu_s "$GW_PID"); w1=$(cpu_s "$WK_PID")
+  for p in $EX_PIDS; do e1=$(calc "$e1 + $(cpu_s "$p")"); done
+  echo "{\"gateway_cpu_s\": $(calc "$g1 - $g0"), \"worker_cpu_s\": $(calc "$w1 - $w0"), \"experts_cpu_s\": $(calc "$e1 - $e0")}" \
+    > "$OUT/$name.cpu.json"
+  echo "   process CPU during the run: $(cat "$OUT/$name.cpu.json")"
+}
 for c in 1 8 32; do
   n=$(( c == 1 ? 200 : (c == 8 ? 400 : 600) ))
   [ $QUICK = 1 ] && n=$(( c * 2 ))
   common=(--concurrency $c --num-requests $n --duration-s 30 --prompt-len fixed:16 --output-len fixed:1 --warmup 4)
   echo "== (a) max_tokens=1 through the gateway, concurrency $c"; machine
-  timeout -s INT -k 10 60 "${BENCH[@]}" --url "$URL" "${common[@]}" --seed $((100 + c)) \
-    --json "$OUT/overhead-gateway-c$c.json" || echo "   (dsv3-bench exit $?)"
+  measure overhead-gateway-c$c timeout -s INT -k 10 60 "${BENCH[@]}" --url "$URL" "${common[@]}" \
+    --seed $((100 + c)) --json "$OUT/overhead-gateway-c$c.json"
   echo "== (a) max_tokens=1 straight to $WORKER over gRPC, concurrency $c"; machine
-  timeout -s INT -k 10 60 "${GRPC[@]}" --target "$WORKER" "${common[@]}" --seed $((200 + c)) \
-    --json "$OUT/overhead-grpc-c$c.json" || echo "   (dsv3-bench-grpc exit $?)"
+  measure overhead-grpc-c$c timeout -s INT -k 10 60 "${GRPC[@]}" --target "$WORKER" "${common[@]}" \
+    --seed $((200 + c)) --json "$OUT/overhead-grpc-c$c.json"
 done
 stop_cluster
 
@@ -122,6 +147,22 @@ for c in (1, 8, 32):
           f"{g['e2e_ms']['p50']:.1f} / {g['e2e_ms']['p99']:.1f} | {d['e2e_ms']['p50']:.1f} / {d['e2e_ms']['p99']:.1f} | "
           f"{g['completed']}/{g['completed'] + g['failed'] + g['cut_by_deadline']} / "
           f"{d['completed']}/{d['completed'] + d['failed'] + d['cut_by_deadline']} |")
+print("\nCPU per request (ms; process CPU time during the run / (completed + warm-up requests); "
+      "client: its own CPU during the measured part / completed):\n")
+print("| concurrency | path | gateway | attention worker | expert workers (both) | client |")
+print("| --- | --- | --- | --- | --- | --- |")
+for c in (1, 8, 32):
+    for path in ("gateway", "grpc"):
+        r, cpu = load(f"overhead-{path}-c{c}.json"), load(f"overhead-{path}-c{c}.cpu.json")
+        if not r or not cpu:
+            continue
+        n = r["completed"] + r.get("warmup_completed", 0)
+        if n == 0:
+            continue
+        ms = lambda v: f"{1e3 * v / n:.2f}"
+        print(f"| {c} | {'through the gateway' if path == 'gateway' else 'gRPC direct'} | {ms(cpu['gateway_cpu_s'])} | "
+              f"{ms(cpu['worker_cpu_s'])} | {ms(cpu['experts_cpu_s'])} | "
+              f"{1e3 * r['client_cpu_s'] / max(1, r['completed']):.2f} |")
 print("\n### (b) disaggregated cluster: 256-token prompts, 64 output tokens (ignore_eos)\n")
 print("| concurrency | completed / failed | duration (s) | req/s | output tok/s | total tok/s | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | ITL p50 / p90 / p99 (ms) | E2E p50 / p99 (ms) |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -30,6 +30,7 @@
 #include "tools/bench-serving/bench_report.h"
 #include "tools/bench-serving/connection_pool.h"
 #include "tools/bench-serving/openai_request_body.h"
+#include "tools/bench-serving/process_cpu.h"
 #include "tools/bench-serving/streaming_client.h"
 #include "tools/bench-serving/workload.h"
 
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
                  warm_bodies.size());
   }
 
+  const double cpu0 = ProcessCpuSeconds();
   const Clock::time_point t0 = Clock::now();
   client.set_t0(t0);
   r.hard_deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
@@ -202,6 +204,7 @@ int main(int argc, char** argv) {
   }
   ioc.run();
   const double duration = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double client_cpu = ProcessCpuSeconds() - cpu0;
 
   std::vector<RequestResult> sent;
   for (size_t i = 0; i < r.results.size(); ++i) {
@@ -210,6 +213,9 @@ int main(int argc, char** argv) {
   const BenchReport report = BuildReport(sent, o.num_requests, duration);
   auto config = o.Describe();
   config.push_back({"Connections opened", std::to_string(pool.opened()) + (o.keep_alive ? " (keep-alive)" : "")});
+  char cpu_line[64];
+  std::snprintf(cpu_line, sizeof(cpu_line), "%.2f", client_cpu);
+  config.push_back({"Client CPU during the run (s)", cpu_line});
   std::fputs(report.ToTable("Serving Benchmark Result", config).c_str(), stdout);
   std::fflush(stdout);
 
@@ -232,6 +238,8 @@ int main(int argc, char** argv) {
     c["keep_alive"] = o.keep_alive;
     j["config"] = c;
     j["connections_opened"] = pool.opened();
+    j["client_cpu_s"] = client_cpu;
+    j["warmup_completed"] = ok;
     std::ofstream f(o.json_path);
     f << j.dump(2) << "\n";
     if (!f) {

@@ -35,6 +35,7 @@
 #include "proto/dsv3/attention.grpc.pb.h"
 #include "tools/bench-serving/bench_report.h"
 #include "tools/bench-serving/cli_args.h"
+#include "tools/bench-serving/process_cpu.h"
 #include "tools/bench-serving/workload.h"
 
 namespace {
@@ -255,6 +256,7 @@ int main(int argc, char** argv) {
                  warm_specs.size());
   }
 
+  const double cpu0 = ProcessCpuSeconds();
   t0 = Clock::now();
   const Clock::time_point hard_deadline = t0 + dur;
   std::vector<RequestResult> results(specs.size());
@@ -273,6 +275,7 @@ int main(int argc, char** argv) {
   }
   for (auto& t : threads) t.join();
   const double duration = Seconds(Clock::now() - t0);
+  const double client_cpu = ProcessCpuSeconds() - cpu0;
 
   std::vector<RequestResult> sent;
   for (size_t i = 0; i < results.size(); ++i) {
@@ -285,6 +288,9 @@ int main(int argc, char** argv) {
       {"Prompt / output length",
        cfg.prompt_len.ToString() + " / " + cfg.output_len.ToString() + (cfg.ignore_eos ? " (ignore_eos)" : "")},
       {"Requests planned / seed", std::to_string(cfg.num_requests) + " / " + std::to_string(cfg.seed)}};
+  char cpu_line[64];
+  std::snprintf(cpu_line, sizeof(cpu_line), "%.2f", client_cpu);
+  desc.push_back({"Client CPU during the run (s)", cpu_line});
   std::fputs(report.ToTable("gRPC Generate Benchmark Result", desc).c_str(), stdout);
   std::fflush(stdout);
   if (!cfg.json_path.empty()) {
@@ -298,6 +304,8 @@ int main(int argc, char** argv) {
                    {"seed", cfg.seed},
                    {"warmup", cfg.warmup},
                    {"ignore_eos", cfg.ignore_eos}};
+    j["client_cpu_s"] = client_cpu;
+    j["warmup_completed"] = warm_ok;
     std::ofstream f(cfg.json_path);
     f << j.dump(2) << "\n";
     if (!f) {
