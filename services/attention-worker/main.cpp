@@ -19,6 +19,7 @@
 #include "common/engine/model_instance.h"
 #include "common/metrics/metrics_server.h"
 #include "common/util/allocator_tuning.h"
+#include "common/util/flag_reader.h"
 #include "services/attention-worker/attention_service.h"
 
 namespace {
@@ -35,13 +36,6 @@ void Usage() {
                "       [--metrics-listen HOST:PORT | --metrics-port P] [--expert-metrics auto|off|group|expert]\n");
 }
 
-bool ParseInt(const std::string& s, int64_t* out) {
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0') return false;
-  *out = v;
-  return true;
-}
 
 }  // namespace
 
@@ -53,22 +47,11 @@ int main(int argc, char** argv) {
   AttentionServiceOptions sopts;
   std::string listen = "127.0.0.1:0", transport = "grpc", workers, metrics_listen, expert_metrics = "auto";
   int64_t threads = 0, expert_timeout_ms = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "error: missing value for %s\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto next_int = [&](int64_t* out) {
-      const std::string v = next();
-      if (!ParseInt(v, out)) {
-        std::fprintf(stderr, "error: %s needs an integer, got '%s'\n", k.c_str(), v.c_str());
-        std::exit(2);
-      }
-    };
+  FlagReader flags(argc, argv);
+  while (flags.Next()) {
+    const std::string& k = flags.flag();
+    auto next = [&] { return flags.Value(); };
+    auto next_int = [&](int64_t* out) { *out = flags.IntValue(); };
     if (k == "--model") mopts.model_dir = next();
     else if (k == "--role") ecfg.role = next();
     else if (k == "--listen") listen = next();

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/util/allocator_tuning.h"
+#include "common/util/flag_reader.h"
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -40,20 +41,15 @@ int main(int argc, char** argv) {
   dsv3::TuneAllocatorForLargeBuffers();
   ExpertWorkerOptions opts;
   std::string listen = "127.0.0.1:0", transport = "grpc", metrics_listen;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "error: missing value for %s\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+  FlagReader flags(argc, argv);
+  while (flags.Next()) {
+    const std::string& k = flags.flag();
+    auto next = [&] { return flags.Value(); };
     if (k == "--model") opts.model_dir = next();
     else if (k == "--experts") opts.experts = next();
     else if (k == "--listen") listen = next();
     else if (k == "--transport") transport = next();
-    else if (k == "--threads") opts.threads = std::atoi(next().c_str());
+    else if (k == "--threads") opts.threads = static_cast<int>(flags.IntValue());
     else if (k == "--worker-id") opts.worker_id = next();
     else if (k == "--skip-compute") opts.skip_compute = true;
     else if (k == "--metrics-listen") metrics_listen = next();

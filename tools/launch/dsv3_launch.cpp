@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/util/flag_reader.h"
 #include "tools/launch/cluster_spec.h"
 #include "tools/launch/process_group.h"
 
@@ -89,19 +90,14 @@ int main(int argc, char** argv) {
   std::string cluster_file, model, model_name, api_key, host = "127.0.0.1", bin_dir, log_dir, targets_file;
   int64_t port = -1;
   bool auto_ports = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "error: missing value for %s\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+  FlagReader flags(argc, argv);
+  while (flags.Next()) {
+    const std::string& k = flags.flag();
+    auto next = [&] { return flags.Value(); };
     if (k == "--cluster") cluster_file = next();
     else if (k == "--model") model = next();
     else if (k == "--model-name") model_name = next();
-    else if (k == "--port") port = std::atoll(next().c_str());
+    else if (k == "--port") port = flags.IntValue();
     else if (k == "--api-key") api_key = next();
     else if (k == "--host") host = next();
     else if (k == "--auto-ports") auto_ports = true;
