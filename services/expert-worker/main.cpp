@@ -108,13 +108,16 @@ int main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
+  // gRPC sets SO_REUSEPORT by default, which lets a second worker bind a port that is
+  // already serving and silently take half its connections: a taken port must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxWireMessageBytes + (1 << 20)));
   builder.SetMaxSendMessageSize(static_cast<int>(kMaxWireMessageBytes + (1 << 20)));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::fprintf(stderr, "error: cannot listen on %s\n", listen.c_str());
+    std::fprintf(stderr, "error: cannot listen on %s (port already in use, or not a host:port?)\n", listen.c_str());
     return 1;
   }
   const std::string host = listen.substr(0, listen.rfind(':'));

@@ -3,6 +3,7 @@
 // malformed messages.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -324,6 +325,23 @@ int64_t RssBytes(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
   }
   return -1;
+}
+
+// A port that is already serving is an error for a second worker, never shared: with
+// gRPC's default SO_REUSEPORT the kernel would split new connections between the two.
+TEST(Cluster, SecondWorkerOnATakenPortFails) {
+  const std::string dir = MkModel();
+  std::string a0;
+  ChildProcess w0 = StartExpertWorker(dir, "0-127", "grpc", &a0);
+  ASSERT_FALSE(a0.empty());
+  std::string a1;
+  ChildProcess w1 = StartExpertWorker(dir, "128-255", "grpc", &a1, a0);
+  if (!a1.empty()) {
+    w1.Kill(SIGKILL);
+    FAIL() << "a second worker started on " << a0;
+  }
+  const int status = w1.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "status " << status;
 }
 
 // A worker's resident memory follows its slice, not the checkpoint.

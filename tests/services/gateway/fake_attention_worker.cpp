@@ -11,6 +11,7 @@ std::unique_ptr<FakeAttentionWorker> FakeAttentionWorker::Start(Options options,
   w->kv_ = kv ? std::move(kv) : std::make_shared<FakeKvStore>();
   grpc::ServerBuilder b;
   int port = 0;
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   b.RegisterService(w.get());
   w->server_ = b.BuildAndStart();
