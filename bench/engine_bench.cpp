@@ -4,8 +4,8 @@
 //   EngineTtft/prompt:P       time to the first token of one P-token prompt
 //   EnginePrefixCache/warm:W  TTFT of a 1024-token shared system prompt + 32-token turn,
 //                             cold (W=0: a new system prompt each time) vs cached (W=1)
-//   KvTransfer/tokens:N/ucx:U prefill->decode KV push into a decode engine over gRPC (U=0)
-//                             or UCX (U=1) on loopback, bytes/s
+//   KvTransfer/tokens:N/ucx_piece_kib:U  prefill->decode KV push into a decode engine on
+//                             loopback over gRPC (U=0) or UCX in pieces of U KiB, bytes/s
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -207,13 +207,13 @@ void KvTransfer(benchmark::State& state) {
   ex->layers = mc.num_hidden_layers;
   ex->latent_dim = mc.latent_dim();
   ex->data.assign(static_cast<size_t>(ex->layers * ex->num_positions * ex->latent_dim), 0.25f);
-  const bool ucx = state.range(1) == 1;
+  const bool ucx = state.range(1) > 0;
   if (ucx && !d->ucx) {
     state.SkipWithError("UCX could not be started");
     return;
   }
   KvTransferClient client(mc.Fingerprint());
-  KvUcxClient ucx_client(mc.Fingerprint());
+  KvUcxClient ucx_client(mc.Fingerprint(), 30000, static_cast<uint64_t>(state.range(1)) << 10);
   int64_t bytes = 0;
   for (auto _ : state) {
     const auto t0 = Clock::now();
@@ -237,8 +237,8 @@ void KvTransfer(benchmark::State& state) {
   state.counters["MB_per_transfer"] = static_cast<double>(ex->data.size() * 4) / 1e6;
 }
 BENCHMARK(KvTransfer)
-    ->ArgNames({"tokens", "ucx"})
-    ->ArgsProduct({{128, 512, 2048, 8192}, {0, 1}})
+    ->ArgNames({"tokens", "ucx_piece_kib"})
+    ->ArgsProduct({{128, 512, 2048, 8192}, {0, 64, 256, 1024, 4096}})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -94,16 +94,20 @@ Status Transformer::Forward(const std::vector<SequenceInput>& seqs, std::vector<
   for (const auto& s : seqs) s.kv->Commit(s.start_pos + s.len);
 
   // Final norm and head on the rows asked for.
-  std::vector<float> last;
+  std::vector<float> picked;
   const float* src = x.data();
-  int64_t n_rows = T;
-  if (!all_logits) {
-    n_rows = static_cast<int64_t>(seqs.size());
-    last.resize(static_cast<size_t>(n_rows * hidden));
+  int64_t n_rows = 0;
+  for (size_t i = 0; i < slices.size(); ++i) n_rows += all_logits || seqs[i].all_logits ? slices[i].len : 1;
+  if (n_rows < T) {
+    picked.resize(static_cast<size_t>(n_rows * hidden));
+    float* dst = picked.data();
     for (size_t i = 0; i < slices.size(); ++i) {
-      std::copy_n(x.data() + (slices[i].row + slices[i].len - 1) * hidden, hidden, last.data() + i * hidden);
+      const bool all = all_logits || seqs[i].all_logits;
+      const int64_t first = all ? slices[i].row : slices[i].row + slices[i].len - 1;
+      const int64_t rows = all ? slices[i].len : 1;
+      dst = std::copy_n(x.data() + first * hidden, rows * hidden, dst);
     }
-    src = last.data();
+    src = picked.data();
   }
   if (obs && obs->on_hidden) {
     // The tap reports the final norm over every row, so dumps cover whole prompts.

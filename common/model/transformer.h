@@ -27,6 +27,7 @@ struct SequenceInput {
   const int64_t* tokens = nullptr;
   int64_t len = 0;
   int64_t start_pos = 0;  // must equal kv->length(): slices extend their cache in order
+  bool all_logits = false;  // logits for every token of this slice, not just its last
 };
 
 // Optional taps for tests and debugging (named intermediate values).
@@ -48,8 +49,9 @@ class Transformer {
     return std::make_unique<SequenceKvCache>(cfg_.num_hidden_layers, cfg_.latent_dim());
   }
 
-  // Runs all slices in one step. logits: [seqs.size(), vocab] for each slice's last token
-  // (or [total tokens, vocab] when all_logits). Advances each cache's length.
+  // Runs all slices in one step. logits: for each slice in order, the rows of its last
+  // token, or of all its tokens when the slice (or the call: all_logits) asks for them;
+  // [rows, vocab]. Advances each cache's length.
   Status Forward(const std::vector<SequenceInput>& seqs, std::vector<float>* logits, bool all_logits = false,
                  const ForwardObserver* observer = nullptr);
 

@@ -117,6 +117,76 @@ Status UcxWorker::Send(ucp_ep_h ep, uint64_t tag, const std::string& bytes, Dead
   return Wait(r, deadline, broken, "send");
 }
 
+Status UcxWorker::WaitAll(std::vector<void*>& reqs, const std::vector<Piece>* receives, Deadline deadline,
+                         const std::atomic<bool>* broken, const char* what) {
+  Status result = absl::OkStatus();
+  for (void* r : reqs) {
+    if (UCS_PTR_IS_ERR(r) && result.ok()) result = UcsError(what, UCS_PTR_STATUS(r));
+  }
+  size_t done = 0;  // requests [0, done) have completed and been freed
+  uint32_t spins = 0;
+  while (result.ok() && done < reqs.size()) {
+    void* r = reqs[done];
+    if (r == nullptr || UCS_PTR_IS_ERR(r)) {
+      ++done;
+      continue;
+    }
+    const ucs_status_t s = ucp_request_check_status(r);
+    if (s != UCS_INPROGRESS) {
+      if (s == UCS_OK && receives != nullptr) {
+        // A shorter message completes a receive too; every piece must be whole.
+        ucp_tag_recv_info_t info{};
+        ucp_tag_recv_request_test(r, &info);
+        if (info.length != (*receives)[done].bytes) {
+          result = absl::DataLossError(StrCat("ucx: ", what, ": piece ", done, " has ", info.length, " bytes, expected ",
+                                              (*receives)[done].bytes));
+        }
+      }
+      ucp_request_free(r);
+      reqs[done++] = nullptr;
+      if (s != UCS_OK) result = UcsError(what, s);
+      continue;
+    }
+    ucp_worker_progress(worker_);
+    if ((++spins & 15) == 0) sched_yield();
+    if ((spins & 1023) == 0) {
+      if (broken && broken->load()) result = absl::UnavailableError(StrCat("ucx: ", what, ": peer failed"));
+      else if (std::chrono::steady_clock::now() > deadline)
+        result = absl::DeadlineExceededError(StrCat("ucx: ", what, ": deadline exceeded with ", reqs.size() - done, " of ", reqs.size(), " pieces outstanding"));
+    }
+  }
+  // Whatever is still posted is cancelled and reaped: the caller frees the buffers next.
+  for (void*& r : reqs) {
+    if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
+    if (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_request_cancel(worker_, r);
+    while (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_worker_progress(worker_);
+    ucp_request_free(r);
+    r = nullptr;
+  }
+  return result;
+}
+
+Status UcxWorker::SendAll(ucp_ep_h ep, const std::vector<Piece>& pieces, Deadline deadline,
+                          const std::atomic<bool>* broken) {
+  std::vector<void*> reqs;
+  reqs.reserve(pieces.size());
+  for (const Piece& p : pieces) {
+    ucp_request_param_t rp{};
+    reqs.push_back(ucp_tag_send_nbx(ep, p.data, p.bytes, p.tag, &rp));
+  }
+  return WaitAll(reqs, nullptr, deadline, broken, "send");
+}
+
+Status UcxWorker::ReceiveAll(const std::vector<Piece>& pieces, Deadline deadline, const std::atomic<bool>* broken) {
+  std::vector<void*> reqs;
+  reqs.reserve(pieces.size());
+  for (const Piece& p : pieces) {
+    ucp_request_param_t rp{};
+    reqs.push_back(ucp_tag_recv_nbx(worker_, p.data, p.bytes, p.tag, ~0ull, &rp));
+  }
+  return WaitAll(reqs, &pieces, deadline, broken, "receive");
+}
+
 bool UcxWorker::Sleep(int timeout_ms) {
   // Arm, then block on the event fd: a waiting process must not burn a core (expert
   // workers and attention share CPUs on small machines).

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "common/transport/expert_channel.h"
@@ -31,6 +32,17 @@ class UcxWorker {
   // the deadline or, when max_sleep_ms < 1000, after sleeping that long once.
   StatusOr<bool> Receive(uint64_t tag, uint64_t mask, std::string* out, uint64_t* sender_tag, Deadline deadline,
                          const std::atomic<bool>* broken, int max_sleep_ms = 1000);
+  // One piece of a multi-message transfer: tag and memory (read for sends, written for
+  // receives; the memory must outlive the call).
+  struct Piece {
+    uint64_t tag = 0;
+    void* data = nullptr;
+    size_t bytes = 0;
+  };
+  // Posts every send (or exact-tag receive) at once so UCX pipelines them, then waits for
+  // all; on a deadline or a failed peer the rest are cancelled before returning.
+  Status SendAll(ucp_ep_h ep, const std::vector<Piece>& pieces, Deadline deadline, const std::atomic<bool>* broken);
+  Status ReceiveAll(const std::vector<Piece>& pieces, Deadline deadline, const std::atomic<bool>* broken);
   // Blocks until UCX has events or timeout_ms passes.
   bool Sleep(int timeout_ms);
   void Progress() { ucp_worker_progress(worker_); }
@@ -38,6 +50,8 @@ class UcxWorker {
  private:
   UcxWorker() = default;
   Status Wait(void* request, Deadline deadline, const std::atomic<bool>* broken, const char* what);
+  Status WaitAll(std::vector<void*>& requests, const std::vector<Piece>* receives, Deadline deadline,
+                 const std::atomic<bool>* broken, const char* what);
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::string address_;

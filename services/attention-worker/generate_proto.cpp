@@ -49,6 +49,13 @@ StatusOr<GenerateParams> ParamsFromProto(const attention_pb::GenerateRequest& r)
   p.stop_token_ids.assign(r.stop_token_ids().begin(), r.stop_token_ids().end());
   p.ignore_eos = r.ignore_eos();
   p.prefill_only = r.prefill_only();
+  if (r.prompt_logprobs()) {
+    if (r.prompt_top_logprobs() < 0 || r.prompt_top_logprobs() > kWireMaxTopLogprobs) {
+      return InvalidArgument("prompt_top_logprobs",
+                             StrCat("prompt_top_logprobs must be in [0, 20], got ", r.prompt_top_logprobs()));
+    }
+    p.prompt_logprobs = r.prompt_top_logprobs();
+  }
   return p;
 }
 
@@ -76,6 +83,10 @@ attention_pb::GenerateRequest ParamsToProto(const GenerateParams& p) {
   for (int64_t t : p.stop_token_ids) r.add_stop_token_ids(t);
   r.set_ignore_eos(p.ignore_eos);
   r.set_prefill_only(p.prefill_only);
+  if (p.prompt_logprobs >= 0) {
+    r.set_prompt_logprobs(true);
+    r.set_prompt_top_logprobs(p.prompt_logprobs);
+  }
   return r;
 }
 
@@ -107,6 +118,10 @@ attention_pb::GenerateResponse OutputToProto(const RequestOutput& o) {
     u->set_cached_prompt_tokens(static_cast<int32_t>(o.cached_prompt_tokens));
   }
   if (o.queue_seconds >= 0) r.set_queue_seconds(o.queue_seconds);
+  if (!o.prompt_logprobs.empty()) {
+    r.set_prompt_logprobs_start(o.prompt_logprobs_start);
+    for (const auto& lp : o.prompt_logprobs) TokenToProto(lp, r.add_prompt_logprobs());
+  }
   return r;
 }
 

@@ -9,6 +9,17 @@ std::string TokenText(const BpeTokenizer& tokenizer, int64_t id) {
   return std::string(piece->bytes);
 }
 
+TokenLogprob MakeTokenLogprob(const BpeTokenizer& tokenizer, int64_t id, const attention::v1::TokenLogprobs* lp) {
+  TokenLogprob t;
+  t.id = static_cast<int32_t>(id);
+  t.token = TokenText(tokenizer, id);
+  if (lp != nullptr) {
+    t.logprob = lp->logprob();
+    for (const auto& e : lp->top()) t.top.emplace_back(TokenText(tokenizer, e.id()), e.logprob());
+  }
+  return t;
+}
+
 ChoiceOutput::ChoiceOutput(const BpeTokenizer& tokenizer, ChoiceOutputOptions options)
     : tokenizer_(tokenizer),
       options_(std::move(options)),
@@ -70,16 +81,7 @@ ChoiceOutput::Delta ChoiceOutput::Push(const attention::v1::ChoiceDelta& cd) {
     const int64_t id = cd.token_ids(k);
     ++tokens_;
     ids_.push_back(static_cast<int32_t>(id));
-    if (options_.logprobs) {
-      TokenLogprob lp;
-      lp.id = static_cast<int32_t>(id);
-      lp.token = TokenText(tokenizer_, id);
-      if (k < cd.logprobs_size()) {
-        lp.logprob = cd.logprobs(k).logprob();
-        for (const auto& t : cd.logprobs(k).top()) lp.top.emplace_back(TokenText(tokenizer_, t.id()), t.logprob());
-      }
-      d.logprobs.push_back(std::move(lp));
-    }
+    if (options_.logprobs) d.logprobs.push_back(MakeTokenLogprob(tokenizer_, id, k < cd.logprobs_size() ? &cd.logprobs(k) : nullptr));
     auto text = detok_.Push(static_cast<int32_t>(id));
     if (!text.ok()) continue;  // an id the tokenizer does not know adds no text
     auto r = stop_.Push(*text);

@@ -84,5 +84,7 @@ class ChoiceOutput {
 
 // The text of one token for logprobs output.
 std::string TokenText(const BpeTokenizer& tokenizer, int64_t id);
+// Token `id` with the worker's logprobs for it (null: none, logprob 0, no alternatives).
+TokenLogprob MakeTokenLogprob(const BpeTokenizer& tokenizer, int64_t id, const attention::v1::TokenLogprobs* lp);
 
 }  // namespace dsv3::gateway

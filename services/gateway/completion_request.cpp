@@ -64,10 +64,14 @@ ApiOr<CompletionRequest> ParseCompletionRequest(const Json& body, const RequestL
   auto prompts = ParsePrompts(body, limits);
   if (!prompts.ok()) return prompts.error();
   r.prompts = std::move(*prompts);
-  GW_RETURN_IF_ERROR(ParseSamplingParams(body, limits, {"max_tokens"}, &r.params));
+  // max_tokens 0 with echo scores the prompt (echo + logprobs) without generating.
+  GW_RETURN_IF_ERROR(ParseSamplingParams(body, limits, {"max_tokens"}, &r.params, /*min_max_tokens=*/0));
   // The legacy API defaults to 16 tokens, unlike chat.
   if (!r.params.max_tokens && !body.contains("max_tokens")) r.params.max_tokens = 16;
   GW_RETURN_IF_ERROR(ReadBool(body, "echo", &r.echo));
+  if (r.params.max_tokens && *r.params.max_tokens == 0 && !r.echo) {
+    return RangeError("max_tokens", "at least 1 (0 only with echo, to score the prompt)");
+  }
   if (auto it = body.find("logprobs"); it != body.end() && !it->is_null()) {
     if (it->is_boolean()) return BadRequest("logprobs", "'logprobs' must be an integer for /v1/completions");
     GW_RETURN_IF_ERROR(ReadInt(body, "logprobs", &r.logprobs));

@@ -36,12 +36,33 @@ void CompletionResponseFormat::AppendLogprobs(const std::vector<TokenLogprob>& l
 
 void CompletionResponseFormat::AppendEcho(size_t group, Json* obj, int64_t* offset) const {
   if (group >= echo_tokens_.size()) return;
-  for (const auto& tok : echo_tokens_[group]) {
+  const auto* lps = group < prompt_lps_.size() ? &prompt_lps_[group] : nullptr;
+  for (size_t p = 0; p < echo_tokens_[group].size(); ++p) {
+    const std::string& tok = echo_tokens_[group][p];
     (*obj)["tokens"].push_back(tok);
-    (*obj)["token_logprobs"].push_back(nullptr);
-    (*obj)["top_logprobs"].push_back(nullptr);
+    // The first prompt token has no logprob; the others have theirs once the worker sent them.
+    if (lps != nullptr && p < lps->size() && (*lps)[p]) {
+      const TokenLogprob& lp = *(*lps)[p];
+      (*obj)["token_logprobs"].push_back(lp.logprob);
+      Json top = Json::object();
+      for (const auto& [t, logprob] : lp.top) top[t] = logprob;
+      (*obj)["top_logprobs"].push_back(std::move(top));
+    } else {
+      (*obj)["token_logprobs"].push_back(nullptr);
+      (*obj)["top_logprobs"].push_back(nullptr);
+    }
     (*obj)["text_offset"].push_back(*offset);
     *offset += CodePoints(tok);
+  }
+}
+
+void CompletionResponseFormat::PromptLogprobs(size_t prompt, int64_t start, std::vector<TokenLogprob> lps) {
+  if (prompt >= echo_tokens_.size() || start < 1) return;
+  if (prompt_lps_.size() < echo_tokens_.size()) prompt_lps_.resize(echo_tokens_.size());
+  auto& dst = prompt_lps_[prompt];
+  dst.resize(echo_tokens_[prompt].size());
+  for (size_t k = 0; k < lps.size() && static_cast<size_t>(start) + k < dst.size(); ++k) {
+    dst[static_cast<size_t>(start) + k] = std::move(lps[k]);
   }
 }
 
@@ -52,28 +73,44 @@ Json EmptyLogprobs() {
 }
 }  // namespace
 
+std::optional<Json> CompletionResponseFormat::EchoChunk(const JobHeader& h, int i) {
+  const size_t group = static_cast<size_t>(i / n_);
+  if (group >= echo_text_.size() || echo_text_[group].empty()) return std::nullopt;
+  Json choice;
+  choice["index"] = i;
+  choice["text"] = echo_text_[group];
+  if (logprobs_ >= 0) {
+    Json lp = EmptyLogprobs();
+    AppendEcho(group, &lp, &offsets_[static_cast<size_t>(i)]);
+    choice["logprobs"] = std::move(lp);
+  } else {
+    offsets_[static_cast<size_t>(i)] = CodePoints(echo_text_[group]);
+    choice["logprobs"] = nullptr;
+  }
+  choice["finish_reason"] = nullptr;
+  Json c = Chunk(h);
+  c["choices"] = Json::array({std::move(choice)});
+  return c;
+}
+
 std::vector<Json> CompletionResponseFormat::StreamStart(const JobHeader& h, int num_choices) {
   offsets_.assign(static_cast<size_t>(num_choices), 0);
+  echo_sent_.assign(static_cast<size_t>(num_choices), false);
   std::vector<Json> out;
+  // With logprobs the echo waits for its prompt logprobs (StreamBeforeDelta).
+  if (logprobs_ >= 0) return out;
   for (int i = 0; i < num_choices; ++i) {
-    const size_t group = static_cast<size_t>(i / n_);
-    if (group >= echo_text_.size() || echo_text_[group].empty()) continue;
-    Json choice;
-    choice["index"] = i;
-    choice["text"] = echo_text_[group];
-    if (logprobs_ >= 0) {
-      Json lp = EmptyLogprobs();
-      AppendEcho(group, &lp, &offsets_[static_cast<size_t>(i)]);
-      choice["logprobs"] = std::move(lp);
-    } else {
-      offsets_[static_cast<size_t>(i)] = CodePoints(echo_text_[group]);
-      choice["logprobs"] = nullptr;
-    }
-    choice["finish_reason"] = nullptr;
-    Json c = Chunk(h);
-    c["choices"] = Json::array({std::move(choice)});
-    out.push_back(std::move(c));
+    echo_sent_[static_cast<size_t>(i)] = true;
+    if (auto c = EchoChunk(h, i)) out.push_back(std::move(*c));
   }
+  return out;
+}
+
+std::vector<Json> CompletionResponseFormat::StreamBeforeDelta(const JobHeader& h, int index) {
+  std::vector<Json> out;
+  if (index < 0 || static_cast<size_t>(index) >= echo_sent_.size() || echo_sent_[static_cast<size_t>(index)]) return out;
+  echo_sent_[static_cast<size_t>(index)] = true;
+  if (auto c = EchoChunk(h, index)) out.push_back(std::move(*c));
   return out;
 }
 

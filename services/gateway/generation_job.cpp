@@ -94,6 +94,13 @@ void GenerationJob::BeginStreamIfNeeded() {
   }
 }
 
+void GenerationJob::SendOwedChunks(int index) {
+  for (auto& chunk : format_->StreamBeforeDelta(spec_.header, index)) {
+    if (spec_.include_usage) chunk["usage"] = nullptr;
+    channel_->SendSse(SseEvent(DumpJson(chunk)));
+  }
+}
+
 void GenerationJob::EmitDelta(int index, const ChoiceOutput::Delta& d, const std::string& finish) {
   ChoiceResult& r = results_[static_cast<size_t>(index)];
   if (!spec_.stream) {
@@ -107,6 +114,7 @@ void GenerationJob::EmitDelta(int index, const ChoiceOutput::Delta& d, const std
   if (!finish.empty()) r.finish_reason = finish;
   if (ended_) return;
   BeginStreamIfNeeded();
+  SendOwedChunks(index);
   Json chunk = format_->StreamDelta(spec_.header, index, d, finish);
   if (chunk.is_null()) return;
   if (spec_.include_usage) chunk["usage"] = nullptr;
@@ -119,6 +127,16 @@ void GenerationJob::OnResponse(size_t prompt, const attn::GenerateResponse& r) {
     std::lock_guard<std::mutex> l(mu_);
     PromptState& ps = prompts_[prompt];
     if (r.has_usage() && r.usage().cached_prompt_tokens() > 0) ps.cached_tokens = r.usage().cached_prompt_tokens();
+    if (r.prompt_logprobs_size() > 0) {
+      const auto& ids = spec_.prompts[prompt].ids;
+      std::vector<TokenLogprob> lps;
+      for (int k = 0; k < r.prompt_logprobs_size(); ++k) {
+        const int64_t pos = r.prompt_logprobs_start() + k;
+        if (pos <= 0 || pos >= static_cast<int64_t>(ids.size())) break;  // a worker bug must not crash us
+        lps.push_back(MakeTokenLogprob(tokenizer_, ids[static_cast<size_t>(pos)], &r.prompt_logprobs(k)));
+      }
+      format_->PromptLogprobs(prompt, r.prompt_logprobs_start(), std::move(lps));
+    }
     const auto now = std::chrono::steady_clock::now();
     for (const auto& cd : r.choices()) {
       if (cd.index() < 0 || cd.index() >= spec_.n) continue;  // a worker bug must not crash us
@@ -248,6 +266,7 @@ void GenerationJob::Finalize(std::unique_lock<std::mutex>& l) {
           if (spec_.include_usage) chunk["usage"] = nullptr;
           channel_->SendSse(SseEvent(DumpJson(chunk)));
         }
+        for (int i = 0; i < static_cast<int>(choices_.size()); ++i) SendOwedChunks(i);
       }
       if (spec_.include_usage) channel_->SendSse(SseEvent(DumpJson(format_->UsageChunk(spec_.header, usage))));
       channel_->SendSse(SseDone());

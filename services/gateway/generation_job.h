@@ -58,6 +58,12 @@ class ResponseFormat {
   virtual Json UsageChunk(const JobHeader& h, const Json& usage) = 0;
   // The whole non-streamed response.
   virtual Json Final(const JobHeader& h, const std::vector<ChoiceResult>& choices, const Json& usage) = 0;
+  // Prompt logprobs of prompt `prompt` for its positions [start, start + lps.size()); they
+  // arrive before or with that prompt's first token (again, same values, after a retry).
+  virtual void PromptLogprobs(size_t /*prompt*/, int64_t /*start*/, std::vector<TokenLogprob> /*lps*/) {}
+  // Chunks owed before choice `index`'s first delta (completions: the echo, once its prompt
+  // logprobs are in).
+  virtual std::vector<Json> StreamBeforeDelta(const JobHeader& /*h*/, int /*index*/) { return {}; }
 };
 
 struct JobSpec {
@@ -96,6 +102,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void OnComplete(size_t prompt, const Status& s);
   void EmitDelta(int index, const ChoiceOutput::Delta& d, const std::string& finish);  // needs mu_
   void BeginStreamIfNeeded();                                                          // needs mu_
+  void SendOwedChunks(int index);                                                      // needs mu_
   Json Usage() const;                                                                  // needs mu_
   void Finalize(std::unique_lock<std::mutex>& l);
   void Fail(const Status& s, std::unique_lock<std::mutex>& l);

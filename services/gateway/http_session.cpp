@@ -337,6 +337,14 @@ void HttpSession::Close() {
     on_gone_ = nullptr;
     fn();
   }
+  if (answering_) {
+    // The client went away before the response was complete (often right after reading
+    // the last SSE event): still counted, as 499 (nginx's "client closed request") when
+    // not even the status line had gone out.
+    answering_ = false;
+    metrics_.ObserveHttp(route_, reply_started_ ? status_ : 499,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - request_done_at_).count());
+  }
   beast::error_code ec;
   stream_.socket().close(ec);
 }

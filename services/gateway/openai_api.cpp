@@ -346,6 +346,10 @@ void OpenAiApi::Completions(const HttpRequest& req, const std::shared_ptr<ReplyC
     if (cr.logprobs >= 0) {
       p.request.set_logprobs(1);
       p.request.set_top_logprobs(static_cast<int32_t>(cr.logprobs));
+      if (cr.echo) {  // the echoed prompt tokens get their logprobs too
+        p.request.set_prompt_logprobs(true);
+        p.request.set_prompt_top_logprobs(static_cast<int32_t>(cr.logprobs));
+      }
     }
     spec.prompts.push_back(std::move(p));
   }

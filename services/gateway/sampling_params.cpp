@@ -61,14 +61,15 @@ std::optional<ApiError> ParseLogitBias(const Json& body, const RequestLimits& li
 }  // namespace
 
 std::optional<ApiError> ParseSamplingParams(const Json& body, const RequestLimits& limits,
-                                            const std::vector<const char*>& max_tokens_keys, SamplingParams* p) {
+                                            const std::vector<const char*>& max_tokens_keys, SamplingParams* p,
+                                            int64_t min_max_tokens) {
   GW_RETURN_IF_ERROR(ReadString(body, "model", &p->model));
   for (const char* key : max_tokens_keys) {
     auto it = body.find(key);
     if (it == body.end() || it->is_null()) continue;
     int64_t v = 0;
     GW_RETURN_IF_ERROR(ReadInt(body, key, &v));
-    if (v < 1) return RangeError(key, "at least 1");
+    if (v < min_max_tokens) return RangeError(key, StrCat("at least ", min_max_tokens));
     p->max_tokens = v;
     break;
   }

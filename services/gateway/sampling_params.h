@@ -45,9 +45,10 @@ struct SamplingParams {
 };
 
 // `max_tokens_keys`: the field names that set max_tokens, the first present wins
-// (chat: max_completion_tokens, then max_tokens).
+// (chat: max_completion_tokens, then max_tokens), each at least `min_max_tokens`.
 std::optional<ApiError> ParseSamplingParams(const Json& body, const RequestLimits& limits,
-                                            const std::vector<const char*>& max_tokens_keys, SamplingParams* out);
+                                            const std::vector<const char*>& max_tokens_keys, SamplingParams* out,
+                                            int64_t min_max_tokens = 1);
 
 // Fills the proto's sampling options, n, stop ids and max_tokens.
 void ToGenerateRequest(const SamplingParams& p, int64_t max_tokens, attention::v1::GenerateRequest* req);

@@ -73,6 +73,45 @@ describe('dsv3 cluster through the openai SDK', () => {
     assert.equal(r.usage.completion_tokens, 5);
   });
 
+  test('echo + logprobs scores the prompt (max_tokens 0), as lm-eval-style clients do', async () => {
+    const ids = [0, 4123, 880, 19, 7777, 301, 12045, 66, 2048, 910, 5, 31000];
+    const r = await client.completions.create({ model: 'dsv3-tiny', prompt: ids, max_tokens: 0, echo: true,
+                                                logprobs: 3, temperature: 0 });
+    const c = r.choices[0];
+    assert.equal(c.finish_reason, 'length');
+    assert.equal(r.usage.prompt_tokens, ids.length);
+    assert.equal(r.usage.completion_tokens, 0);
+    const lp = c.logprobs;
+    assert.equal(lp.tokens.length, ids.length);
+    assert.equal(lp.token_logprobs[0], null, 'the first prompt token has no logprob');
+    assert.equal(lp.top_logprobs[0], null);
+    for (let i = 1; i < ids.length; i++) {
+      assert.equal(typeof lp.token_logprobs[i], 'number');
+      assert.ok(lp.token_logprobs[i] <= 0);
+      assert.ok(Object.keys(lp.top_logprobs[i]).length >= 1);
+    }
+    // Position k's alternatives are the distribution after ids[0..k): a one-token greedy
+    // generation from that prefix reports the same one.
+    for (const k of [3, 8]) {
+      const g = await client.completions.create({ model: 'dsv3-tiny', prompt: ids.slice(0, k), max_tokens: 1,
+                                                  logprobs: 3, temperature: 0 });
+      const want = g.choices[0].logprobs.top_logprobs[0];
+      const got = lp.top_logprobs[k];
+      assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `position ${k}`);
+      for (const t of Object.keys(want)) assert.ok(Math.abs(got[t] - want[t]) < 1e-4, `position ${k} token ${t}`);
+    }
+    // Streamed: the echo chunk comes first and already carries the prompt logprobs.
+    const stream = await client.completions.create({ model: 'dsv3-tiny', prompt: ids, max_tokens: 2, echo: true,
+                                                     logprobs: 1, temperature: 0, stream: true });
+    let first = null;
+    for await (const chunk of stream) if (!first && chunk.choices.length) first = chunk.choices[0];
+    assert.equal(first.logprobs.tokens.length, ids.length);
+    assert.equal(first.logprobs.token_logprobs[0], null);
+    for (let i = 1; i < ids.length; i++) {
+      assert.ok(Math.abs(first.logprobs.token_logprobs[i] - lp.token_logprobs[i]) < 1e-4, `streamed position ${i}`);
+    }
+  });
+
   test('chat logprobs with top_logprobs', async () => {
     const r = await client.chat.completions.create({ model: 'dsv3-tiny', messages: [{ role: 'user', content: 'Count.' }],
                                                       max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <future>
 
+#include "common/sampling/raw_logprobs.h"
 #include "services/attention-worker/engine/paged_kv_sequence.h"
 
 namespace dsv3 {
@@ -116,7 +117,8 @@ Status Engine::Validate(const GenerateParams& p) const {
     return InvalidArgument("prompt", StrCat("the prompt has ", P, " tokens but the context is ", max_context_,
                                             " tokens (room for at least one generated token is needed)"));
   }
-  if (p.max_tokens <= 0) return InvalidArgument("max_tokens", StrCat("max_tokens must be positive, got ", p.max_tokens));
+  // 0: compute the prompt only (its prompt logprobs, or to warm the prefix cache).
+  if (p.max_tokens < 0) return InvalidArgument("max_tokens", StrCat("max_tokens must not be negative, got ", p.max_tokens));
   if (p.n < 1 || p.n > cfg_.max_n) {
     return InvalidArgument("n", StrCat("n must be in [1, ", cfg_.max_n, "], got ", p.n));
   }
@@ -129,6 +131,10 @@ Status Engine::Validate(const GenerateParams& p) const {
     if (id < 0 || id >= mc.vocab_size) {
       return InvalidArgument("stop_token_ids", StrCat("token id ", id, " outside the vocabulary"));
     }
+  }
+  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) {
+    return InvalidArgument("prompt_logprobs", StrCat("prompt_logprobs must be in [0, 20] (or -1: none), got ",
+                                                     p.prompt_logprobs));
   }
   return ValidateSamplingConfig(p.sampling, mc.vocab_size);
 }
@@ -156,6 +162,7 @@ std::unique_ptr<Sequence> Engine::NewSequence(EngineRequest* r, int32_t choice, 
   s->choice = choice;
   s->tokens = r->params.prompt;
   s->prompt_len = static_cast<int64_t>(r->params.prompt.size());
+  s->prompt_logprob_next = choice == 0 && r->params.prompt_logprobs >= 0 ? 1 : s->prompt_len;
   s->sampler = std::move(sampler);
   return s;
 }
@@ -198,12 +205,17 @@ bool Engine::Abort(const std::string& request_id) {
   return found;
 }
 
-ChoiceOutput& Engine::PendingChoice(EngineRequest* r, int32_t choice) {
+RequestOutput& Engine::Pending(EngineRequest* r) {
   if (!r->has_pending) {
     r->has_pending = true;
     r->pending = RequestOutput{};
     touched_.push_back(r);
   }
+  return r->pending;
+}
+
+ChoiceOutput& Engine::PendingChoice(EngineRequest* r, int32_t choice) {
+  Pending(r);
   for (auto& c : r->pending.choices) {
     if (c.index == choice) return c;
   }
@@ -254,6 +266,10 @@ void Engine::SampleInto(Sequence* s, const float* row) {
 
 void Engine::SampleNext(Sequence* s, const float* row) {
   EngineRequest* r = s->req;
+  if (r->params.max_tokens == 0) {
+    FinishSequence(s, FinishReason::kLength);  // every choice ends with no token
+    return;
+  }
   if (r->params.prefill_only) {
     ExportPrefill(s, row);
     return;
@@ -287,6 +303,7 @@ void Engine::ExportPrefill(Sequence* s, const float* row) {
   auto ex = std::make_shared<KvExport>();
   ex->params = r->params;
   ex->params.prefill_only = false;
+  ex->params.prompt_logprobs = -1;  // computed here, already sent
   bool any_continues = false;
   std::vector<std::unique_ptr<SequenceSampler>> samplers;
   for (int32_t c = 0; c < r->params.n; ++c) {
@@ -437,6 +454,21 @@ void Engine::FlushOutputs() {
   touched_.clear();
 }
 
+void Engine::EmitPromptLogprobs(Sequence* s, int64_t start, int64_t n, const float* rows) {
+  EngineRequest* r = s->req;
+  const int64_t V = model_.config().vocab_size;
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t target = start + j + 1;  // row j predicts the token after position start + j
+    if (target < s->prompt_logprob_next) continue;
+    if (target >= s->prompt_len) break;
+    RequestOutput& o = Pending(r);
+    if (o.prompt_logprobs.empty()) o.prompt_logprobs_start = target;
+    o.prompt_logprobs.push_back(RawLogprobs(rows + j * V, V, s->tokens[static_cast<size_t>(target)],
+                                            r->params.prompt_logprobs));
+    s->prompt_logprob_next = target + 1;
+  }
+}
+
 void Engine::Step() {
   SchedulerOutput so = sched_.Schedule();
   for (Sequence* s : so.cannot_grow) {
@@ -450,6 +482,8 @@ void Engine::Step() {
   }
   std::vector<std::unique_ptr<PagedKvSequence>> views;
   std::vector<SequenceInput> inputs;
+  std::vector<int64_t> first_row;  // each slice's first row in logits_
+  int64_t rows = 0;
   const auto now = std::chrono::steady_clock::now();
   for (const ScheduledSlice& sl : so.slices) {
     Sequence* s = sl.seq;
@@ -461,6 +495,10 @@ void Engine::Step() {
     auto table = kv_.BlockTable(s->id);
     views.push_back(std::make_unique<PagedKvSequence>(pool_, **table, s->num_computed));
     inputs.push_back({views.back().get(), s->tokens.data() + s->num_computed, sl.num_tokens, s->num_computed});
+    // The slice's logits at position q predict token q + 1: all rows when one is owed.
+    inputs.back().all_logits = s->wants_prompt_logits() && s->num_computed + sl.num_tokens >= s->prompt_logprob_next;
+    first_row.push_back(rows);
+    rows += inputs.back().all_logits ? sl.num_tokens : 1;
   }
   const auto f0 = std::chrono::steady_clock::now();
   Status st = model_.Forward(inputs, &logits_, false, cfg_.observer ? &forward_observer_ : nullptr);
@@ -489,9 +527,12 @@ void Engine::Step() {
   for (size_t i = 0; i < so.slices.size(); ++i) {
     Sequence* s = so.slices[i].seq;
     const int64_t n = so.slices[i].num_tokens;
+    const float* slice_logits = logits_.data() + first_row[i] * V;
+    if (inputs[i].all_logits) EmitPromptLogprobs(s, s->num_computed, n, slice_logits);
     (void)kv_.Commit(s->id, s->tokens.data() + s->num_computed, n);
     s->num_computed += n;
-    if (s->remaining() == 0 && s->state == SeqState::kRunning) SampleNext(s, logits_.data() + static_cast<int64_t>(i) * V);
+    const float* last_row = slice_logits + (inputs[i].all_logits ? n - 1 : 0) * V;
+    if (s->remaining() == 0 && s->state == SeqState::kRunning) SampleNext(s, last_row);
   }
   FlushOutputs();
 }

@@ -108,7 +108,10 @@ class Engine {
   void FailRequest(EngineRequest* r, const Status& st);
   void MaybeCompleteRequest(EngineRequest* r);
   void FlushOutputs();
+  RequestOutput& Pending(EngineRequest* r);
   ChoiceOutput& PendingChoice(EngineRequest* r, int32_t choice);
+  // Prompt logprobs owed by `s` from rows [0, n) of a slice starting at position `start`.
+  void EmitPromptLogprobs(Sequence* s, int64_t start, int64_t n, const float* rows);
   void ExpireImports();
   void PublishLoad();
 

@@ -30,6 +30,11 @@ struct GenerateParams {
   bool ignore_eos = false;
   // Stop after each choice's first token and hand the prompt's KV over (KvExport).
   bool prefill_only = false;
+  // Prompt logprobs (echo with logprobs): < 0 none; k >= 0: the logprob of every prompt
+  // token after the first, plus its k most likely alternatives (k <= 20). Such a prompt is
+  // computed in full (no prefix-cache hit) and in chunks of at most
+  // SchedulerConfig::max_prompt_logit_rows tokens, since each token then needs a vocab row.
+  int32_t prompt_logprobs = -1;
 };
 
 // The prompt's latent KV and the sampling state after the first token, as a prefill
@@ -56,6 +61,10 @@ struct ChoiceOutput {
 
 struct RequestOutput {
   std::vector<ChoiceOutput> choices;
+  // Prompt logprobs computed this step: prompt positions [prompt_logprobs_start, + size),
+  // the token at each position being the prompt's (position 0 has none).
+  int64_t prompt_logprobs_start = 0;
+  std::vector<SampledToken> prompt_logprobs;
   bool final = false;
   Status error;  // final with an error: the request failed
   int64_t prompt_tokens = 0, completion_tokens = 0, cached_prompt_tokens = 0;

@@ -41,6 +41,11 @@ void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
   out->preempted.push_back(s);
 }
 
+int64_t Scheduler::SliceTokens(const Sequence* s, int64_t budget) const {
+  const int64_t n = std::min(s->remaining(), budget);
+  return s->wants_prompt_logits() ? std::min(n, cfg_.max_prompt_logit_rows) : n;
+}
+
 SchedulerOutput Scheduler::Schedule() {
   SchedulerOutput out;
   int64_t budget = cfg_.max_batch_tokens;
@@ -52,7 +57,7 @@ SchedulerOutput Scheduler::Schedule() {
   for (Sequence* s : order) {
     if (budget == 0) break;
     if (s->state != SeqState::kRunning) continue;  // preempted earlier in this loop
-    const int64_t n = std::min(s->remaining(), budget);
+    const int64_t n = SliceTokens(s, budget);
     bool scheduled = false;
     while (true) {
       auto ok = kv_.Reserve(s->id, n);
@@ -93,12 +98,13 @@ SchedulerOutput Scheduler::Schedule() {
     while (!waiting_.empty() && budget > 0 && static_cast<int64_t>(running_.size()) < cfg_.max_running) {
       Sequence* s = waiting_.front();
       if (!s->in_kv) {
-        auto cached = kv_.Start(s->id, s->tokens);
+        // Prompt logprobs need every prompt token computed: no prefix-cache hit then.
+        auto cached = kv_.Start(s->id, s->wants_prompt_logits() ? std::vector<int64_t>{} : s->tokens);
         if (!cached.ok()) break;
         s->in_kv = true;
         s->num_computed = *cached;
       }
-      const int64_t n = std::min(s->remaining(), budget);
+      const int64_t n = SliceTokens(s, budget);
       auto ok = kv_.Reserve(s->id, n);
       if (!ok.ok() || !*ok) {
         DropKv(s);  // releases its prefix-cache references while it waits

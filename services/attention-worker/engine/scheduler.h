@@ -19,6 +19,8 @@ namespace dsv3 {
 struct SchedulerConfig {
   int64_t max_batch_tokens = 512;  // tokens computed per step, all sequences together
   int64_t max_running = 64;        // sequences in the running batch
+  // Tokens per step of a prompt that wants prompt logprobs (one vocab-wide logits row each).
+  int64_t max_prompt_logit_rows = 128;
 };
 
 struct ScheduledSlice {
@@ -55,6 +57,7 @@ class Scheduler {
 
  private:
   void Preempt(Sequence* s, SchedulerOutput* out);
+  int64_t SliceTokens(const Sequence* s, int64_t budget) const;
   void DropKv(Sequence* s);
 
   SchedulerConfig cfg_;

@@ -31,10 +31,14 @@ struct Sequence {
   FinishReason finish = FinishReason::kNone;
   std::unique_ptr<SequenceSampler> sampler;
   int64_t preemptions = 0;
+  // The next prompt position whose logprob is owed (prompt logprobs); prompt_len when none
+  // are (or no longer) wanted. Survives preemption, so recomputation never repeats one.
+  int64_t prompt_logprob_next = 0;
   std::chrono::steady_clock::time_point last_token_time;  // inter-token latency
 
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t remaining() const { return static_cast<int64_t>(tokens.size()) - num_computed; }
+  bool wants_prompt_logits() const { return prompt_logprob_next < prompt_len; }
 };
 
 }  // namespace dsv3

@@ -53,6 +53,8 @@ struct Result {
   RequestOutput last;
   Status error;
   int64_t outputs = 0;
+  std::vector<SampledToken> prompt_lps;  // prompt positions prompt_lp_start.. in order
+  int64_t prompt_lp_start = 0;
 };
 
 Result Collect(std::shared_ptr<OutputStream> s, int32_t n) {
@@ -67,6 +69,12 @@ Result Collect(std::shared_ptr<OutputStream> s, int32_t n) {
       return r;
     }
     ++r.outputs;
+    if (!o->prompt_logprobs.empty()) {
+      if (r.prompt_lps.empty()) r.prompt_lp_start = o->prompt_logprobs_start;
+      EXPECT_EQ(o->prompt_logprobs_start, r.prompt_lp_start + static_cast<int64_t>(r.prompt_lps.size()))
+          << "prompt logprobs arrive in order, each once";
+      r.prompt_lps.insert(r.prompt_lps.end(), o->prompt_logprobs.begin(), o->prompt_logprobs.end());
+    }
     for (const auto& c : o->choices) {
       auto& t = r.tokens[static_cast<size_t>(c.index)];
       t.insert(t.end(), c.tokens.begin(), c.tokens.end());
@@ -255,6 +263,83 @@ TEST_F(EngineTest, PrefixCacheHitMatchesMiss) {
   EXPECT_GE(e->load().prefix_hit_tokens, 64u);
 }
 
+// Prompt logprobs (echo with logprobs): teacher-forcing a greedy continuation gives back
+// the logprobs the generation reported, whether the prompt was partly cached (the hit is
+// skipped: every token needs its row), computed in 7-token chunks, or preempted later.
+TEST_F(EngineTest, PromptLogprobsEqualTheGeneratedOnesUnderTeacherForcing) {
+  auto e = MakeEngine();
+  std::mt19937_64 rng(14);
+  const auto prompt = RandomPrompt(rng, 40, V_);
+  auto gen = Greedy("gen", prompt, 12);
+  gen.sampling.top_logprobs = 5;
+  Result g = RunAlone(*e, gen);
+  ASSERT_TRUE(g.error.ok()) << g.error;
+  ASSERT_EQ(g.tokens[0].size(), 12u);
+  EXPECT_TRUE(g.prompt_lps.empty()) << "only asked-for prompt logprobs are computed";
+  auto forced = prompt;
+  forced.insert(forced.end(), g.tokens[0].begin(), g.tokens[0].end());
+  auto score = Greedy("score", forced, 1);
+  score.prompt_logprobs = 5;
+  auto check = [&](const Result& s, const std::string& what) {
+    SCOPED_TRACE(what);
+    ASSERT_TRUE(s.error.ok()) << s.error;
+    EXPECT_EQ(s.last.cached_prompt_tokens, 0);
+    EXPECT_EQ(s.prompt_lp_start, 1);
+    ASSERT_EQ(s.prompt_lps.size(), forced.size() - 1);
+    for (size_t i = 0; i < s.prompt_lps.size(); ++i) {
+      EXPECT_EQ(s.prompt_lps[i].id, forced[i + 1]);
+      EXPECT_LE(s.prompt_lps[i].logprob, 0.0);
+      ASSERT_EQ(s.prompt_lps[i].top.size(), 5u);
+    }
+    for (size_t j = 0; j < 12; ++j) {
+      const SampledToken& want = g.lps[0][j];
+      const SampledToken& got = s.prompt_lps[prompt.size() - 1 + j];
+      EXPECT_NEAR(got.logprob, want.logprob, kLogprobTol) << "token " << j;
+      for (size_t k = 0; k < 5; ++k) {
+        EXPECT_NEAR(got.top[k].logprob, want.top[k].logprob, kLogprobTol) << "token " << j << " top " << k;
+        // The id at rank k is only defined when its neighbours are clearly apart.
+        const bool tie = (k + 1 < 5 && want.top[k].logprob - want.top[k + 1].logprob <= kMarginTol) ||
+                         (k > 0 && want.top[k - 1].logprob - want.top[k].logprob <= kMarginTol);
+        if (!tie) {
+          EXPECT_EQ(got.top[k].id, want.top[k].id) << "token " << j << " top " << k;
+        }
+      }
+    }
+  };
+  check(RunAlone(*e, score), "after a run that cached the first 32 prompt tokens");
+  // max_tokens 0: the prompt is scored and nothing is generated.
+  auto only = score;
+  only.max_tokens = 0;
+  only.n = 2;
+  Result o = RunAlone(*e, only);
+  check(o, "max_tokens 0");
+  EXPECT_TRUE(o.tokens[0].empty() && o.tokens[1].empty());
+  EXPECT_EQ(o.finish[0], FinishReason::kLength);
+  EXPECT_EQ(o.finish[1], FinishReason::kLength);
+  EXPECT_EQ(o.last.completion_tokens, 0);
+  EngineConfig chunked;
+  chunked.scheduler.max_prompt_logit_rows = 7;
+  auto c = MakeEngine(chunked);
+  Result cs = RunAlone(*c, score);
+  check(cs, "7-token chunks");
+  EXPECT_GE(c->load().steps, 8u) << "52 prompt tokens in chunks of 7";
+  // Preemption after the prompt logprobs were sent recomputes without repeating them
+  // (Collect checks order and uniqueness): 6 such requests growing in a 12-block cache.
+  EngineConfig tight;
+  tight.num_blocks = 12;
+  auto t = MakeEngine(tight);
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    auto p = score;
+    p.request_id = "tight" + std::to_string(i);
+    p.max_tokens = 20;
+    streams.push_back(*t->Submit(p));
+  }
+  for (auto& st : streams) check(Collect(st, 1), "under preemption");
+  EXPECT_GT(t->load().preemptions, 0u);
+  EXPECT_EQ(t->load().kv_blocks_free, t->load().kv_blocks_total);
+}
+
 TEST_F(EngineTest, NChoicesShareThePromptAndGreedyChoicesAgree) {
   auto e = MakeEngine();
   std::mt19937_64 rng(5);
@@ -357,14 +442,17 @@ TEST_F(EngineTest, BadRequestsAreRejectedWithTheField) {
   auto bad_id = e->Submit(Greedy("x", {1, V_ + 5}, 1));
   ASSERT_FALSE(bad_id.ok());
   EXPECT_NE(bad_id.status().message().find("outside the vocabulary"), std::string::npos);
-  auto zero = Greedy("x", {1, 2}, 0);
-  EXPECT_NE(e->Submit(zero).status().message().find("max_tokens"), std::string::npos);
+  auto negative = Greedy("x", {1, 2}, -1);
+  EXPECT_NE(e->Submit(negative).status().message().find("max_tokens"), std::string::npos);
   auto n = Greedy("x", {1, 2}, 1);
   n.n = 99;
   EXPECT_NE(e->Submit(n).status().message().find("n must be"), std::string::npos);
   auto t = Greedy("x", {1, 2}, 1);
   t.sampling.temperature = -1;
   EXPECT_NE(e->Submit(t).status().message().find("temperature"), std::string::npos);
+  auto pl = Greedy("x", {1, 2}, 1);
+  pl.prompt_logprobs = 21;
+  EXPECT_NE(e->Submit(pl).status().message().find("prompt_logprobs must be in [0, 20]"), std::string::npos);
   // Generation stops at the context.
   Result r = RunAlone(*e, Greedy("ctx", RandomPrompt(rng, 60, V_), 50));
   EXPECT_EQ(r.tokens[0].size(), 4u);

@@ -539,7 +539,14 @@ TEST_F(GatewayTest, InFlightLimitAnswers429WithRetryAfter) {
 TEST_F(GatewayTest, MetricsExposition) {
   StartGw();
   ASSERT_EQ(Post("/v1/chat/completions", Chat("x", {{"max_tokens", 3}, {"stream", true}})).status, 200);
-  HttpResponse m = HttpRequestOnce(gw_.port, "GET", "/metrics");
+  // The request is counted once its last byte is written, which can be just after the
+  // client has read it: poll briefly.
+  HttpResponse m;
+  for (int i = 0; i < 40; ++i) {
+    m = HttpRequestOnce(gw_.port, "GET", "/metrics");
+    if (m.body.find("route=\"/v1/chat/completions\",status=\"200\"") != std::string::npos) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.header("content-type").find("text/plain"), std::string::npos);
   for (const char* name : {"dsv3_gateway_http_requests_total", "dsv3_gateway_http_request_duration_seconds_bucket",
