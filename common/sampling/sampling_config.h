@@ -32,6 +32,7 @@ struct SamplingConfig {
   std::vector<std::pair<int64_t, float>> logit_bias;  // id -> bias in [-100, 100], added to the logit
   int32_t logprobs = 0;      // [0, 20]; 0: none; > 0: report the chosen token's logprob
   int32_t top_logprobs = 0;  // [0, 20]: report the k most likely tokens
+  bool json_object = false;  // constrained decoding: the output is one JSON object (JsonConstraint)
 };
 
 // Checks every field's range, and logit_bias against the vocabulary (ids in [0, vocab_size),

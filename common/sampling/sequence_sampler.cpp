@@ -285,7 +285,7 @@ void SequenceSampler::FillLogprobs(const float* logits, int64_t chosen, SampledT
   out.top = std::move(t.top);
 }
 
-SampledToken SequenceSampler::Sample(const float* logits, SamplingScratch* scratch) {
+SampledToken SequenceSampler::Sample(const float* logits, SamplingScratch* scratch, const std::vector<uint8_t>* allowed) {
   thread_local SamplingScratch thread_scratch;
   SamplingScratch& s = scratch != nullptr ? *scratch : thread_scratch;
   const int64_t V = vocab_;
@@ -296,6 +296,13 @@ SampledToken SequenceSampler::Sample(const float* logits, SamplingScratch* scrat
     w[i] = f == f ? f : -std::numeric_limits<float>::infinity();  // NaN -> -inf
   }
   ApplyBiasAndPenalties(w);
+  if (allowed != nullptr) {
+    const int64_t n = std::min<int64_t>(V, static_cast<int64_t>(allowed->size()));
+    for (int64_t i = 0; i < n; ++i) {
+      if ((*allowed)[static_cast<size_t>(i)] == 0) w[i] = -std::numeric_limits<float>::infinity();
+    }
+    for (int64_t i = n; i < V; ++i) w[i] = -std::numeric_limits<float>::infinity();
+  }
   const float mx = MaxOf(w, V);
 
   SampledToken out;

@@ -100,8 +100,11 @@ class SequenceSampler {
 
   // Samples from one row of raw logits (float32 [vocab_size]); `logits` is not modified. Uses
   // `scratch` when given, else a thread-local one. Advances the generator by exactly one draw
-  // unless greedy. Does not record the token: call Accept().
-  SampledToken Sample(const float* logits, SamplingScratch* scratch = nullptr);
+  // unless greedy. Does not record the token: call Accept(). `allowed` (constrained decoding,
+  // e.g. JsonConstraint::Mask): ids with 0 there (or beyond its size) are excluded after
+  // bias and penalties; logprobs still describe the raw distribution.
+  SampledToken Sample(const float* logits, SamplingScratch* scratch = nullptr,
+                      const std::vector<uint8_t>* allowed = nullptr);
 
   // Records a generated token for the penalties (the scheduler calls Sample, then Accept with
   // the token it keeps). Ids outside [0, vocab_size) are ignored.

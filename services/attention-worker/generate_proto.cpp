@@ -37,6 +37,7 @@ StatusOr<GenerateParams> ParamsFromProto(const attention_pb::GenerateRequest& r)
   p.sampling.frequency_penalty = s.frequency_penalty();
   p.sampling.repetition_penalty = s.repetition_penalty() == 0.0f ? 1.0f : s.repetition_penalty();
   for (const auto& [id, bias] : s.logit_bias()) p.sampling.logit_bias.emplace_back(id, bias);
+  p.sampling.json_object = s.json_object();
   std::sort(p.sampling.logit_bias.begin(), p.sampling.logit_bias.end());
   if (r.top_logprobs() < 0 || r.top_logprobs() > kWireMaxTopLogprobs) {
     return InvalidArgument("top_logprobs", StrCat("top_logprobs must be in [0, 20], got ", r.top_logprobs()));
@@ -76,6 +77,7 @@ attention_pb::GenerateRequest ParamsToProto(const GenerateParams& p) {
   s->set_frequency_penalty(p.sampling.frequency_penalty);
   s->set_repetition_penalty(p.sampling.repetition_penalty);
   for (const auto& [id, bias] : p.sampling.logit_bias) (*s->mutable_logit_bias())[id] = bias;
+  s->set_json_object(p.sampling.json_object);
   r.set_logprobs(p.sampling.logprobs);
   r.set_top_logprobs(p.sampling.top_logprobs);
   r.set_max_tokens(p.max_tokens);

@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     mopts.cluster.transport = *tr;
     if (expert_timeout_ms > 0) mopts.cluster.dispatch.timeout = std::chrono::milliseconds(expert_timeout_ms);
   }
+  ecfg.tokenizer_dir = mopts.model_dir;  // tokenizer.json, for json_object requests
   auto inst = LoadModelInstance(mopts);
   if (!inst.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(inst.status().message()).c_str());

@@ -166,10 +166,15 @@ ApiOr<ChatRequest> ParseChatRequest(const Json& body, const RequestLimits& limit
     if (!rf->is_object()) return BadRequest("response_format", "'response_format' must be an object");
     auto type = rf->find("type");
     if (type == rf->end() || !type->is_string()) return BadRequest("response_format", "'response_format.type' is required");
-    if (*type == "json_object" || *type == "json_schema") {
-      return BadRequest("response_format", "constrained decoding is not supported yet");
+    if (*type == "json_object") {
+      r.params.json_object = true;  // the workers constrain the output to one JSON object
+    } else if (*type == "json_schema") {
+      return BadRequest("response_format",
+                        "'json_schema' needs schema-constrained decoding, which is not supported yet "
+                        "('json_object' is)");
+    } else if (*type != "text") {
+      return BadRequest("response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
     }
-    if (*type != "text") return BadRequest("response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
   }
   GW_RETURN_IF_ERROR(ReadBool(body, "add_generation_prompt", &r.add_generation_prompt));
   if (auto kw = body.find("chat_template_kwargs"); kw != body.end() && !kw->is_null()) {

@@ -142,6 +142,7 @@ void ToGenerateRequest(const SamplingParams& p, int64_t max_tokens, attention::v
   s->set_frequency_penalty(static_cast<float>(p.frequency_penalty));
   s->set_repetition_penalty(static_cast<float>(p.repetition_penalty));
   for (const auto& [id, bias] : p.logit_bias) (*s->mutable_logit_bias())[id] = bias;
+  s->set_json_object(p.json_object);
   req->set_max_tokens(static_cast<int32_t>(max_tokens));
   req->set_n(static_cast<int32_t>(p.n));
   for (int64_t id : p.stop_token_ids) req->add_stop_token_ids(id);

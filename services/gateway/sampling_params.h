@@ -26,6 +26,7 @@ struct RequestLimits {
 struct SamplingParams {
   std::string model;
   std::optional<int64_t> max_tokens;  // absent: the rest of the context
+  bool json_object = false;           // response_format json_object (chat)
   double temperature = 1.0;
   double top_p = 1.0;
   int64_t top_k = 0;  // 0 or -1: off

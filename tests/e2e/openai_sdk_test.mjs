@@ -112,6 +112,34 @@ describe('dsv3 cluster through the openai SDK', () => {
     }
   });
 
+  test('response_format json_object: replies are JSON objects; json_schema is refused', async () => {
+    const tk = await (await fetch(`${cluster.url}/tokenize`, {
+      method: 'POST', headers: { Authorization: `Bearer ${cluster.apiKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'dsv3-tiny', prompt: '}', add_special_tokens: false }) })).json();
+    assert.equal(tk.tokens.length, 1);
+    // '}' favoured so that some of the random model's choices close their object early.
+    const r = await client.chat.completions.create({
+      model: 'dsv3-tiny', messages: [{ role: 'user', content: 'Reply in JSON.' }], response_format: { type: 'json_object' },
+      n: 4, max_tokens: 40, temperature: 1, seed: 3, logit_bias: { [tk.tokens[0]]: 6 } });
+    let stopped = 0;
+    for (const c of r.choices) {
+      assert.ok(c.message.content.startsWith('{'), c.message.content);
+      if (c.finish_reason === 'stop') {
+        stopped++;
+        const v = JSON.parse(c.message.content);
+        assert.equal(typeof v, 'object');
+        assert.ok(v !== null && !Array.isArray(v));
+      } else {
+        assert.equal(c.finish_reason, 'length');
+      }
+    }
+    assert.ok(stopped >= 1, 'some choice closes its object');
+    await assert.rejects(
+      client.chat.completions.create({ model: 'dsv3-tiny', messages: [{ role: 'user', content: 'x' }],
+                                       response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
+      (e) => e.status === 400 && e.param === 'response_format');
+  });
+
   test('chat logprobs with top_logprobs', async () => {
     const r = await client.chat.completions.create({ model: 'dsv3-tiny', messages: [{ role: 'user', content: 'Count.' }],
                                                       max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });

@@ -23,6 +23,13 @@ inline std::string SharedOracle(const char* name) {
   return std::filesystem::is_directory(d) ? d : "";
 }
 
+// "" when ../shared/tokenizer (the real DeepSeek-V3 tokenizer.json) is absent.
+inline std::string SharedTokenizer() {
+  const char* env = std::getenv("DSV3_SHARED_DIR");
+  std::string d = std::string(env && *env ? env : DSV3_SHARED_DIR) + "/tokenizer";
+  return std::filesystem::exists(d + "/tokenizer.json") ? d : "";
+}
+
 struct ScratchDir {
   explicit ScratchDir(const std::string& name)
       : path(::testing::TempDir() + "/dsv3_" + name + "_" + std::to_string(::getpid())) {

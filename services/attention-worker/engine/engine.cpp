@@ -4,6 +4,7 @@
 #include <future>
 
 #include "common/sampling/raw_logprobs.h"
+#include "services/attention-worker/engine/token_bytes.h"
 #include "services/attention-worker/engine/paged_kv_sequence.h"
 
 namespace dsv3 {
@@ -132,6 +133,11 @@ Status Engine::Validate(const GenerateParams& p) const {
       return InvalidArgument("stop_token_ids", StrCat("token id ", id, " outside the vocabulary"));
     }
   }
+  if (p.sampling.json_object && token_bytes_ == nullptr) {
+    return InvalidArgument("response_format",
+                           StrCat("json_object needs the model's tokenizer.json on the attention worker: ",
+                                  token_bytes_status_.ok() ? "not loaded" : token_bytes_status_.message()));
+  }
   if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) {
     return InvalidArgument("prompt_logprobs", StrCat("prompt_logprobs must be in [0, 20] (or -1: none), got ",
                                                      p.prompt_logprobs));
@@ -139,7 +145,20 @@ Status Engine::Validate(const GenerateParams& p) const {
   return ValidateSamplingConfig(p.sampling, mc.vocab_size);
 }
 
+Status Engine::EnsureTokenBytes() {
+  std::call_once(token_bytes_once_, [this] {
+    auto t = LoadTokenBytes(cfg_.tokenizer_dir, model_.config().vocab_size, model_.config().eos_token_id);
+    if (t.ok()) {
+      token_bytes_ = std::move(*t);
+    } else {
+      token_bytes_status_ = t.status();
+    }
+  });
+  return token_bytes_status_;
+}
+
 StatusOr<std::shared_ptr<OutputStream>> Engine::Submit(GenerateParams p) {
+  if (p.sampling.json_object) (void)EnsureTokenBytes();  // Validate reports a failure
   DSV3_RETURN_IF_ERROR(Validate(p));
   auto r = std::make_shared<EngineRequest>();
   r->params = std::move(p);
@@ -164,6 +183,7 @@ std::unique_ptr<Sequence> Engine::NewSequence(EngineRequest* r, int32_t choice, 
   s->prompt_len = static_cast<int64_t>(r->params.prompt.size());
   s->prompt_logprob_next = choice == 0 && r->params.prompt_logprobs >= 0 ? 1 : s->prompt_len;
   s->sampler = std::move(sampler);
+  if (r->params.sampling.json_object) s->json = std::make_unique<JsonConstraint>(token_bytes_);
   return s;
 }
 
@@ -249,9 +269,17 @@ void Engine::NoteToken(Sequence* s) {
   s->last_token_time = now;
 }
 
+SampledToken Engine::SampleConstrained(SequenceSampler& sampler, JsonConstraint* json, const float* row) {
+  if (json == nullptr) return sampler.Sample(row, &scratch_);
+  json->Mask(&allowed_);
+  SampledToken t = sampler.Sample(row, &scratch_, &allowed_);
+  json->Accept(t.id);
+  return t;
+}
+
 void Engine::SampleInto(Sequence* s, const float* row) {
   NoteToken(s);
-  SampledToken t = s->sampler->Sample(row, &scratch_);
+  SampledToken t = SampleConstrained(*s->sampler, s->json.get(), row);
   s->sampler->Accept(t.id);
   s->tokens.push_back(t.id);
   ++generated_tokens_;
@@ -308,7 +336,10 @@ void Engine::ExportPrefill(Sequence* s, const float* row) {
   std::vector<std::unique_ptr<SequenceSampler>> samplers;
   for (int32_t c = 0; c < r->params.n; ++c) {
     auto sampler = c == 0 ? std::move(s->sampler) : NewSampler(r->params, c, r->seed);
-    SampledToken t = sampler->Sample(row, &scratch_);
+    // The decode side rebuilds a JSON constraint's state from this first token.
+    std::unique_ptr<JsonConstraint> json;
+    if (r->params.sampling.json_object) json = std::make_unique<JsonConstraint>(token_bytes_);
+    SampledToken t = SampleConstrained(*sampler, json.get(), row);
     sampler->Accept(t.id);
     ++generated_tokens_;
     ++r->completion_tokens;
@@ -539,6 +570,7 @@ void Engine::Step() {
 
 StatusOr<std::string> Engine::ImportKv(std::shared_ptr<KvExport> kv) {
   const ModelConfig& mc = model_.config();
+  if (kv->params.sampling.json_object) (void)EnsureTokenBytes();  // Validate reports a failure
   if (kv->layers != mc.num_hidden_layers || kv->latent_dim != mc.latent_dim()) {
     return InvalidArgument("kv", StrCat("imported KV has ", kv->layers, " layers x ", kv->latent_dim,
                                         " values; this model has ", mc.num_hidden_layers, " x ", mc.latent_dim()));
@@ -642,6 +674,7 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Resume(const std::string& handle
       Sequence* s = sp.get();
       const int64_t first = pk.kv->first_tokens[static_cast<size_t>(s->choice)];
       s->tokens.push_back(first);
+      if (s->json) s->json->Accept(first);
       const FinishReason why = CheckFinish(s, first);
       if (why != FinishReason::kNone) {
         s->state = SeqState::kRunning;

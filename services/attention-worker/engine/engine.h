@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/model/transformer.h"
+#include "common/sampling/json_constraint.h"
 #include "services/attention-worker/engine/engine_observer.h"
 #include "services/attention-worker/engine/generate_request.h"
 #include "services/attention-worker/engine/scheduler.h"
@@ -44,6 +45,10 @@ struct EngineConfig {
   double import_ttl_seconds = 60;        // imported KV not resumed by then is freed
   int64_t max_n = 16;
   EngineObserver* observer = nullptr;    // metrics; must outlive the engine
+  // Where tokenizer.json is (the checkpoint directory): the vocabulary's bytes for
+  // constrained decoding (json_object), loaded on the first such request. Empty: such
+  // requests are refused.
+  std::string tokenizer_dir;
 };
 
 struct EngineLoad {
@@ -101,6 +106,8 @@ class Engine {
   std::unique_ptr<SequenceSampler> NewSampler(const GenerateParams& p, int32_t choice, uint64_t seed);
   void SampleNext(Sequence* s, const float* row);
   void SampleInto(Sequence* s, const float* row);
+  // Samples under the sequence's JSON constraint when it has one (and advances it).
+  SampledToken SampleConstrained(SequenceSampler& sampler, JsonConstraint* json, const float* row);
   void NoteToken(Sequence* s);
   void ExportPrefill(Sequence* s, const float* row);
   FinishReason CheckFinish(const Sequence* s, int64_t token) const;
@@ -115,8 +122,14 @@ class Engine {
   void ExpireImports();
   void PublishLoad();
 
+  // Loads the vocabulary's bytes once (any thread); the result stays for the engine's life.
+  Status EnsureTokenBytes();
+
   Transformer& model_;
   EngineConfig cfg_;
+  std::once_flag token_bytes_once_;
+  std::shared_ptr<const TokenBytes> token_bytes_;
+  Status token_bytes_status_;
   int64_t max_context_;
   BlockPool pool_;
   KvCacheManager kv_;
@@ -131,6 +144,7 @@ class Engine {
   std::vector<float> logits_;
   ForwardObserver forward_observer_;
   SamplingScratch scratch_;
+  std::vector<uint8_t> allowed_;  // constrained decoding mask, reused
   std::vector<uint64_t> recent_hashes_;
   uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;
 

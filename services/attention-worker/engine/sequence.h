@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/sampling/json_constraint.h"
 #include "common/sampling/sequence_sampler.h"
 #include "services/attention-worker/engine/generate_request.h"
 
@@ -30,6 +31,7 @@ struct Sequence {
   SeqState state = SeqState::kWaiting;
   FinishReason finish = FinishReason::kNone;
   std::unique_ptr<SequenceSampler> sampler;
+  std::unique_ptr<JsonConstraint> json;  // response_format json_object
   int64_t preemptions = 0;
   // The next prompt position whose logprob is owed (prompt logprobs); prompt_len when none
   // are (or no longer) wanted. Survives preemption, so recomputation never repeats one.

@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/engine/model_instance.h"
+#include "common/sampling/json_automaton.h"
+#include "common/tokenizer/bpe_tokenizer.h"
 #include "services/attention-worker/engine/engine.h"
 #include "test_models.h"
 
@@ -338,6 +340,77 @@ TEST_F(EngineTest, PromptLogprobsEqualTheGeneratedOnesUnderTeacherForcing) {
   for (auto& st : streams) check(Collect(st, 1), "under preemption");
   EXPECT_GT(t->load().preemptions, 0u);
   EXPECT_EQ(t->load().kv_blocks_free, t->load().kv_blocks_total);
+}
+
+// response_format json_object: every choice is one JSON object (nlohmann parses it) when it
+// stops, a valid prefix when cut by max_tokens, EOS only after the closing brace; the same
+// seeded choices through a prefill engine and a decode engine; refused without a tokenizer.
+TEST_F(EngineTest, JsonObjectModeConstrainsEveryChoice) {
+  auto plain = MakeEngine();
+  auto json_req = Greedy("json", {0, 100, 200, 300}, 60);
+  json_req.sampling.json_object = true;
+  auto refused = plain->Submit(json_req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("tokenizer.json"), std::string::npos) << refused.status();
+  const std::string tdir = testing::SharedTokenizer();
+  if (tdir.empty()) GTEST_SKIP() << "../shared/tokenizer not found (set DSV3_SHARED_DIR): json_object run skipped";
+  auto tok = BpeTokenizer::FromDirectory(tdir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const int64_t close = *(*tok)->TokenToId("}");
+  const int64_t eos = m_->config().eos_token_id;
+  EngineConfig cfg;
+  cfg.tokenizer_dir = tdir;
+  auto e = MakeEngine(cfg);
+  json_req.n = 6;
+  json_req.sampling.temperature = 1.0f;
+  json_req.sampling.seed = 11;
+  json_req.sampling.logit_bias = {{close, 6.0f}};  // some choices close at once, others write on
+  json_req.ignore_eos = false;
+  Result r = RunAlone(*e, json_req);
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  int stopped = 0;
+  for (int c = 0; c < 6; ++c) {
+    std::string text;
+    JsonAutomaton prefix;
+    for (int64_t id : r.tokens[c]) {
+      if (id == eos) break;
+      auto piece = (*tok)->GetPiece(static_cast<int32_t>(id));
+      ASSERT_TRUE(piece.ok());
+      text += std::string(piece->bytes);
+    }
+    ASSERT_TRUE(prefix.Feed(text)) << "choice " << c << ": " << text;
+    std::printf("[engine] json_object choice %d: %s, %zu tokens, %zu bytes\n", c, FinishReasonName(r.finish[c]),
+                r.tokens[c].size(), text.size());
+    if (r.finish[c] == FinishReason::kStop) {
+      ++stopped;
+      EXPECT_EQ(r.tokens[c].back(), eos);
+      EXPECT_TRUE(nlohmann::json::accept(text) && text.find('{') != std::string::npos) << text;
+    }
+  }
+  EXPECT_GE(stopped, 1) << "with '}' and EOS favoured some choice closes its object";
+  // Prefill here, decode there: the constraint's state is rebuilt from the first token.
+  auto m2 = Load(MkModel());
+  EngineConfig dcfg = cfg;
+  dcfg.num_blocks = 512;
+  auto decode = *Engine::Create(*m2->model, dcfg);
+  auto colo = MakeEngine(cfg);
+  Result colocated = RunAlone(*colo, json_req);
+  auto pre = json_req;
+  pre.prefill_only = true;
+  Result first = RunAlone(*e, pre);
+  ASSERT_TRUE(first.error.ok()) << first.error;
+  ASSERT_NE(first.last.kv_export, nullptr) << "some choice goes on after its first token";
+  {
+    auto h = decode->ImportKv(first.last.kv_export);
+    ASSERT_TRUE(h.ok()) << h.status();
+    Result tail = Collect(*decode->Resume(*h, "json-pd"), json_req.n);
+    ASSERT_TRUE(tail.error.ok()) << tail.error;
+    for (int c = 0; c < json_req.n; ++c) {
+      std::vector<int64_t> joined = first.tokens[c];
+      joined.insert(joined.end(), tail.tokens[c].begin(), tail.tokens[c].end());
+      EXPECT_EQ(joined, colocated.tokens[c]) << "choice " << c;
+    }
+  }
 }
 
 TEST_F(EngineTest, NChoicesShareThePromptAndGreedyChoicesAgree) {

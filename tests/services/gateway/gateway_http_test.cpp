@@ -188,7 +188,9 @@ TEST_F(GatewayTest, BadInputIsA400NamingTheParameter) {
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"logit_bias", bias}})), 400, "logit_bias");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"logit_bias", {{"5", 101}}}})), 400, "logit_bias");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"logit_bias", {{"abc", 1}}}})), 400, "logit_bias");
-  ExpectError(Post("/v1/chat/completions", Chat("x", {{"response_format", {{"type", "json_object"}}}})), 400,
+  ExpectError(Post("/v1/chat/completions", Chat("x", {{"response_format", {{"type", "json_schema"}}}})), 400,
+              "response_format");
+  ExpectError(Post("/v1/chat/completions", Chat("x", {{"response_format", {{"type", "yaml"}}}})), 400,
               "response_format");
   ExpectError(Post("/v1/chat/completions", json{{"model", "dsv3-test"}, {"messages", json::array()}}), 400, "messages");
   ExpectError(Post("/v1/chat/completions", json{{"model", "dsv3-test"}}), 400, "messages");
