@@ -27,6 +27,9 @@ class JsonAutomaton {
   // the state unusable (callers feed a copy).
   bool Feed(std::string_view bytes);
   bool done() const { return mode_ == Mode::kDone; }
+  // Inside a string with no escape or UTF-8 sequence pending: any run of bytes without
+  // '"', '\\' or controls that is whole UTF-8 keeps the state valid.
+  bool in_plain_string() const { return mode_ == Mode::kString && utf8_left_ == 0; }
 
   std::string Serialize() const;
   bool Restore(std::string_view bytes);

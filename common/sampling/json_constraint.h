@@ -21,7 +21,14 @@ namespace dsv3 {
 struct TokenBytes {
   std::vector<std::string> bytes;  // [vocab_size]
   int64_t eos_token_id = -1;
+  // From IndexForJson: 1 where the bytes are plain string content (no '"', '\\' or
+  // controls, whole UTF-8), valid inside any string without simulating them. Empty: Mask
+  // simulates every token.
+  std::vector<uint8_t> string_plain;
 };
+
+// Fills `string_plain` (once per vocabulary; Mask is ~4x faster inside strings with it).
+void IndexForJson(TokenBytes* vocab);
 
 class JsonConstraint {
  public:
@@ -32,6 +39,7 @@ class JsonConstraint {
   // False if `token` was not allowed (the state is then unchanged).
   bool Accept(int64_t token);
   bool done() const { return state_.done(); }
+  bool in_plain_string() const { return state_.in_plain_string(); }
 
   std::string Serialize() const { return state_.Serialize(); }
   Status Restore(std::string_view state);

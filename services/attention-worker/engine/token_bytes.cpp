@@ -19,6 +19,7 @@ StatusOr<std::shared_ptr<const TokenBytes>> LoadTokenBytes(const std::string& to
     usable += !piece->bytes.empty();
   }
   if (usable == 0) return InvalidArgument("tokenizer", StrCat(tokenizer_dir, ": no vocabulary entries"));
+  IndexForJson(out.get());
   return std::shared_ptr<const TokenBytes>(std::move(out));
 }
 

@@ -182,7 +182,7 @@ std::shared_ptr<const TokenBytes> SmallVocab() {
   auto v = std::make_shared<TokenBytes>();
   v->bytes = {"", "", "{", "}", "[", "]", "\"", "\":", ",", ":", " ", "a", "key", "\\n", "\\", "u", "00e9",
               "1", "-", ".", "5e", "+3", "true", "fal", "se", "null", "{\"", "\"}", "]}", "\xc3", "\xa9",
-              "x\"", "\n"};
+              "x\"", "\n", " a", " \"k\"", " }", " 1", " :"};
   v->eos_token_id = 0;
   return v;
 }
@@ -223,6 +223,42 @@ TEST(JsonConstraint, MaskedSamplingAlwaysYieldsAnObject) {
     }
   }
   EXPECT_GT(complete, 200) << "most runs finish inside 200 tokens with this bias";
+}
+
+// The fast paths (IndexForJson's string table, the first-byte and after-space tables) give
+// exactly what feeding each token gives, in every state a seeded walk reaches.
+TEST(JsonConstraint, IndexedMaskEqualsSimulatedMask) {
+  auto plain = SmallVocab();
+  auto indexed = std::make_shared<TokenBytes>(*plain);
+  IndexForJson(indexed.get());
+  EXPECT_EQ(indexed->string_plain[11], 1) << "'a' is plain string content";
+  EXPECT_EQ(indexed->string_plain[6], 0) << "'\"' is not";
+  EXPECT_EQ(indexed->string_plain[29], 0) << "a lone UTF-8 lead byte is not";
+  std::mt19937_64 rng(5);
+  int in_string = 0;
+  for (int run = 0; run < 200; ++run) {
+    JsonConstraint a(plain), b(indexed);
+    std::vector<uint8_t> ma, mb;
+    for (int step = 0; step < 60 && !a.done(); ++step) {
+      a.Mask(&ma);
+      b.Mask(&mb);
+      ASSERT_EQ(ma, mb) << "run " << run << " step " << step;
+      for (size_t id = 0; id < ma.size(); ++id) {  // against feeding each token for real
+        JsonConstraint probe = a;
+        ASSERT_EQ(ma[id], probe.Accept(static_cast<int64_t>(id)) ? 1 : 0) << "token " << id << " step " << step;
+      }
+      std::vector<int64_t> ok;
+      for (size_t id = 0; id < ma.size(); ++id) {
+        if (ma[id]) ok.push_back(static_cast<int64_t>(id));
+      }
+      ASSERT_FALSE(ok.empty());
+      const int64_t pick = ok[rng() % ok.size()];
+      ASSERT_TRUE(a.Accept(pick));
+      ASSERT_TRUE(b.Accept(pick));
+      in_string += a.in_plain_string() ? 1 : 0;
+    }
+  }
+  EXPECT_GT(in_string, 100) << "the walk spends time inside strings";
 }
 
 TEST(JsonConstraint, AcceptRefusesWhatTheMaskForbids) {
