@@ -9,6 +9,8 @@ namespace {
 // products whose result does not depend on the step's size (with the linears' batched
 // GEMV up to the same 64 rows, steps of <= 64 tokens are batch-invariant).
 constexpr int64_t kDirectMaxTokens = 64;
+// Query tokens per attention tile of a long slice (see attend()).
+constexpr int64_t kQueryTile = 128;
 }  // namespace
 
 MlaAttention::MlaAttention(const ModelConfig& cfg, kernels::Backend& backend)
@@ -79,8 +81,6 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
   std::vector<float> olat(static_cast<size_t>(T * H * C));
   auto attend = [&](const SequenceSlice& s) {
     const int64_t S = s.start_pos + s.len;  // keys visible to the last row
-    const int64_t rows = s.len * H;
-    std::vector<float> scores(static_cast<size_t>(rows * S));
     // The cache comes in contiguous runs (one for a contiguous cache, one per block for a
     // paged one): scores column range per run, then o_lat accumulated run by run.
     struct CacheRun {
@@ -95,23 +95,39 @@ void MlaAttention::Forward(const AttentionWeights& w, int64_t layer, const float
       runs.push_back({d, p, n});
       p += n;
     }
-    // scores = q_abs . c^T + q_pe . k_pe^T, then the scale (as the reference: sum, then scale).
-    for (const CacheRun& r : runs) {
-      backend_.Gemm(false, true, rows, r.n, C, 1.0f, qabs.data() + s.row * H * C, C, r.data, LD, 0.0f,
-                    scores.data() + r.pos, S);
-      backend_.Gemm(false, true, rows, r.n, rope, 1.0f, q.data() + s.row * H * qk + nope, qk, r.data + C, LD, 1.0f,
-                    scores.data() + r.pos, S);
-    }
-    std::vector<int64_t> valid(static_cast<size_t>(rows));
-    for (int64_t t = 0; t < s.len; ++t) {
-      for (int64_t h = 0; h < H; ++h) valid[t * H + h] = s.start_pos + t + 1;  // causal
-    }
-    for (int64_t i = 0; i < rows * S; ++i) scores[i] *= softmax_scale_;
-    backend_.SoftmaxRows(scores.data(), rows, S, valid.data());
-    for (size_t i = 0; i < runs.size(); ++i) {
-      const CacheRun& r = runs[i];
-      backend_.Gemm(false, false, rows, C, r.n, 1.0f, scores.data() + r.pos, S, r.data, LD, i == 0 ? 0.0f : 1.0f,
-                    olat.data() + s.row * H * C, C);
+    // Long prompts go in tiles of query tokens, each against only the keys it can see
+    // (causal: half the score and value work of one [T, S] block, and a score tile that
+    // stays in cache). A slice of at most one tile is one block, as before.
+    const int64_t tile = std::min(s.len, kQueryTile);
+    std::vector<float> scores(static_cast<size_t>(tile * H * S));
+    std::vector<int64_t> valid(static_cast<size_t>(tile * H));
+    for (int64_t t0 = 0; t0 < s.len; t0 += tile) {
+      const int64_t tn = std::min(tile, s.len - t0);
+      const int64_t rows = tn * H;
+      const int64_t St = s.start_pos + t0 + tn;  // keys visible to this tile's last row
+      const int64_t row0 = (s.row + t0) * H;     // first (token, head) row of the tile
+      // scores = q_abs . c^T + q_pe . k_pe^T, then the scale (as the reference: sum, then scale).
+      for (const CacheRun& r : runs) {
+        if (r.pos >= St) break;
+        const int64_t n = std::min(r.n, St - r.pos);
+        backend_.Gemm(false, true, rows, n, C, 1.0f, qabs.data() + row0 * C, C, r.data, LD, 0.0f,
+                      scores.data() + r.pos, St);
+        backend_.Gemm(false, true, rows, n, rope, 1.0f, q.data() + row0 * qk + nope, qk, r.data + C, LD, 1.0f,
+                      scores.data() + r.pos, St);
+      }
+      for (int64_t t = 0; t < tn; ++t) {
+        for (int64_t h = 0; h < H; ++h) valid[t * H + h] = s.start_pos + t0 + t + 1;  // causal
+      }
+      for (int64_t i = 0; i < rows * St; ++i) scores[i] *= softmax_scale_;
+      backend_.SoftmaxRows(scores.data(), rows, St, valid.data());
+      bool first = true;
+      for (const CacheRun& r : runs) {
+        if (r.pos >= St) break;
+        const int64_t n = std::min(r.n, St - r.pos);
+        backend_.Gemm(false, false, rows, C, n, 1.0f, scores.data() + r.pos, St, r.data, LD, first ? 0.0f : 1.0f,
+                      olat.data() + row0 * C, C);
+        first = false;
+      }
     }
   };
   // Many short slices (decode batches): one task per sequence. A long slice (prefill):
