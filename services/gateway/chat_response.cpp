@@ -29,8 +29,8 @@ Json ToolCallJson(const ParsedToolCall& c, int index, bool with_index) {
 }
 }  // namespace
 
-ChatResponseFormat::ChatResponseFormat(int num_choices, bool logprobs, bool reasoning_field)
-    : logprobs_(logprobs), reasoning_field_(reasoning_field), tool_calls_sent_(static_cast<size_t>(num_choices), 0) {}
+ChatResponseFormat::ChatResponseFormat(bool logprobs, bool reasoning_field)
+    : logprobs_(logprobs), reasoning_field_(reasoning_field) {}
 
 Json ChatResponseFormat::LogprobsContent(const std::vector<TokenLogprob>& lps) {
   Json content = Json::array();
@@ -77,10 +77,22 @@ Json ChatResponseFormat::StreamDelta(const JobHeader& h, int index, const Choice
   Json delta = Json::object();
   if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
   if (!d.content.empty()) delta["content"] = d.content;
-  if (!d.calls.empty()) {
+  if (!d.call_pieces.empty()) {
+    // OpenAI's streamed form: a call's first delta has its id, type and name, the next
+    // ones more of its arguments; clients join them by index.
     Json calls = Json::array();
-    int& next = tool_calls_sent_[static_cast<size_t>(index)];
-    for (const auto& c : d.calls) calls.push_back(ToolCallJson(c, next++, true));
+    for (const auto& f : d.call_pieces) {
+      Json j;
+      j["index"] = f.index;
+      if (!f.name.empty()) {
+        j["id"] = NewToolCallId();
+        j["type"] = "function";
+        j["function"] = Json{{"name", f.name}, {"arguments", f.arguments}};
+      } else {
+        j["function"] = Json{{"arguments", f.arguments}};
+      }
+      calls.push_back(std::move(j));
+    }
     delta["tool_calls"] = std::move(calls);
   }
   const bool has_logprobs = logprobs_ && !d.logprobs.empty();

@@ -13,7 +13,7 @@ namespace dsv3::gateway {
 
 class ChatResponseFormat : public ResponseFormat {
  public:
-  ChatResponseFormat(int num_choices, bool logprobs, bool reasoning_field);
+  ChatResponseFormat(bool logprobs, bool reasoning_field);
   std::vector<Json> StreamStart(const JobHeader& h, int num_choices) override;
   Json StreamDelta(const JobHeader& h, int index, const ChoiceOutput::Delta& d, const std::string& finish) override;
   Json UsageChunk(const JobHeader& h, const Json& usage) override;
@@ -25,7 +25,6 @@ class ChatResponseFormat : public ResponseFormat {
   Json Chunk(const JobHeader& h) const;
   bool logprobs_;
   bool reasoning_field_;
-  std::vector<int> tool_calls_sent_;  // per choice: index of the next streamed tool call
 };
 
 // "call_" + 24 random alphanumerics, as OpenAI's ids look.

@@ -41,6 +41,7 @@ void ChoiceOutput::ProcessText(const std::string& text, Delta* d) {
     auto t = tools_->Push(content);
     d->content += t.content;
     for (auto& c : t.calls) d->calls.push_back(std::move(c));
+    for (auto& f : t.fragments) d->call_pieces.push_back(std::move(f));
   } else {
     d->content += content;
   }
@@ -63,6 +64,7 @@ void ChoiceOutput::FlushAll(Delta* d) {
       auto t = tools_->Push(r.content);
       d->content += t.content;
       for (auto& c : t.calls) d->calls.push_back(std::move(c));
+      for (auto& f : t.fragments) d->call_pieces.push_back(std::move(f));
     } else {
       d->content += r.content;
     }
@@ -71,6 +73,7 @@ void ChoiceOutput::FlushAll(Delta* d) {
     auto t = tools_->Flush();
     d->content += t.content;
     for (auto& c : t.calls) d->calls.push_back(std::move(c));
+    for (auto& f : t.fragments) d->call_pieces.push_back(std::move(f));
   }
 }
 

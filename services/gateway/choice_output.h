@@ -46,9 +46,12 @@ class ChoiceOutput {
   struct Delta {
     std::string content;
     std::string reasoning;
-    std::vector<ParsedToolCall> calls;
+    std::vector<ParsedToolCall> calls;           // whole calls (non-streamed answers)
+    std::vector<ToolCallFragment> call_pieces;   // the same calls as they arrive (streams)
     std::vector<TokenLogprob> logprobs;
-    bool empty() const { return content.empty() && reasoning.empty() && calls.empty() && logprobs.empty(); }
+    bool empty() const {
+      return content.empty() && reasoning.empty() && calls.empty() && call_pieces.empty() && logprobs.empty();
+    }
   };
 
   // Feeds one ChoiceDelta from the worker. Tokens after the choice finished are ignored.

@@ -284,7 +284,7 @@ void OpenAiApi::Chat(const HttpRequest& req, const std::shared_ptr<ReplyChannel>
     p.request.set_top_logprobs(static_cast<int32_t>(cr.top_logprobs));
   }
   spec.prompts.push_back(std::move(p));
-  auto format = std::make_unique<ChatResponseFormat>(spec.n, cr.logprobs, spec.choice_options.reasoning);
+  auto format = std::make_unique<ChatResponseFormat>(cr.logprobs, spec.choice_options.reasoning);
   auto job = std::make_shared<GenerationJob>(std::move(spec), tokenizer_, router_, &metrics_, std::move(format), ch,
                                              ReleaseSlot());
   job->Start();

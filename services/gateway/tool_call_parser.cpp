@@ -13,6 +13,13 @@ size_t PartialSuffix(std::string_view s, std::string_view tag) {
   return 0;
 }
 
+bool IsSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+std::string_view LeftTrim(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  return s;
+}
+
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\r' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) s.remove_suffix(1);
@@ -41,6 +48,47 @@ bool ToolCallParser::ParseOne(std::string_view body, ParsedToolCall* out) {
   out->name.assign(name);
   out->arguments = args.empty() ? "{}" : std::string(args);
   return true;
+}
+
+void ToolCallParser::StreamPartial(std::string_view body, Delta* d) {
+  // Mirrors ParseOne on a prefix of the body, so what goes out is a prefix of the result.
+  const size_t sep = body.find(kSep);
+  if (sep == std::string_view::npos) return;
+  std::string_view rest = body.substr(sep + kSep.size());
+  const size_t nl = rest.find('\n');
+  if (nl == std::string_view::npos) return;  // the name may still grow
+  const std::string_view name = Trim(rest.substr(0, nl));
+  if (name.empty()) return;
+  if (!name_sent_) {
+    d->fragments.push_back({calls_seen_, std::string(name), ""});
+    name_sent_ = true;
+  }
+  std::string_view args = LeftTrim(rest.substr(nl + 1));
+  if (args.size() < 3 && std::string_view("```").substr(0, args.size()) == args) return;  // a fence or not?
+  if (args.substr(0, 3) == "```") {
+    const size_t eol = args.find('\n');
+    if (eol == std::string_view::npos) return;
+    args = LeftTrim(args.substr(eol + 1));
+  }
+  // Hold back what may yet be the closing fence, trailing space or the end marker.
+  args.remove_suffix(PartialSuffix(args, kCallEnd));
+  while (!args.empty() && (IsSpace(args.back()) || args.back() == '`')) args.remove_suffix(1);
+  if (args.size() > args_sent_) {
+    d->fragments.push_back({calls_seen_, "", std::string(args.substr(args_sent_))});
+    args_sent_ = args.size();
+  }
+}
+
+void ToolCallParser::FinishCall(ParsedToolCall call, Delta* d) {
+  if (!name_sent_) {
+    d->fragments.push_back({calls_seen_, call.name, call.arguments});
+  } else if (call.arguments.size() > args_sent_) {
+    d->fragments.push_back({calls_seen_, "", call.arguments.substr(args_sent_)});
+  }
+  d->calls.push_back(std::move(call));
+  ++calls_seen_;
+  name_sent_ = false;
+  args_sent_ = 0;
 }
 
 ToolCallParser::Delta ToolCallParser::Push(std::string_view text) {
@@ -73,13 +121,13 @@ ToolCallParser::Delta ToolCallParser::Push(std::string_view text) {
         const size_t begin = held_.find(kCallBegin);
         if (begin != std::string::npos && (end_all == std::string::npos || begin < end_all)) {
           const size_t end = held_.find(kCallEnd, begin);
-          if (end == std::string::npos) return d;  // the call is still arriving
-          ParsedToolCall call;
           const size_t body = begin + kCallBegin.size();
-          if (ParseOne(std::string_view(held_).substr(body, end - body), &call)) {
-            d.calls.push_back(std::move(call));
-            ++calls_seen_;
+          if (end == std::string::npos) {  // the call is still arriving
+            StreamPartial(std::string_view(held_).substr(body), &d);
+            return d;
           }
+          ParsedToolCall call;
+          if (ParseOne(std::string_view(held_).substr(body, end - body), &call)) FinishCall(std::move(call), &d);
           held_.erase(0, end + kCallEnd.size());
           continue;
         }
@@ -104,10 +152,7 @@ ToolCallParser::Delta ToolCallParser::Flush() {
     const size_t begin = held_.find(kCallBegin);
     if (begin != std::string::npos) {
       ParsedToolCall call;
-      if (ParseOne(std::string_view(held_).substr(begin + kCallBegin.size()), &call)) {
-        d.calls.push_back(std::move(call));
-        ++calls_seen_;
-      }
+      if (ParseOne(std::string_view(held_).substr(begin + kCallBegin.size()), &call)) FinishCall(std::move(call), &d);
     }
   } else {
     d.content.swap(held_);

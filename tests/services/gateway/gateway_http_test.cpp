@@ -466,6 +466,37 @@ TEST_F(GatewayTest, ToolCallsAreParsed) {
   EXPECT_EQ(json::parse(m["tool_calls"][0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
   EXPECT_EQ(m["tool_calls"][0]["id"].get<std::string>().rfind("call_", 0), 0u);
   EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  // Streamed: OpenAI's delta form, the call's id/type/name first, then argument pieces
+  // that join (by index) to the same arguments.
+  HttpResponse st = Post("/v1/chat/completions", Chat("weather?", {{"tools", tools}, {"stream", true}}));
+  ASSERT_EQ(st.status, 200) << st.body;
+  std::string name, arguments, id, finish, content;
+  int pieces = 0;
+  for (const auto& e : SseData(st.body)) {
+    if (e == "[DONE]") continue;
+    const json c = json::parse(e);
+    const json& ch = c["choices"][0];
+    if (ch["finish_reason"].is_string()) finish = ch["finish_reason"];
+    if (ch["delta"].contains("content")) content += ch["delta"]["content"].get<std::string>();
+    if (!ch["delta"].contains("tool_calls")) continue;
+    for (const json& tc : ch["delta"]["tool_calls"]) {
+      EXPECT_EQ(tc["index"], 0);
+      if (tc.contains("id")) {
+        EXPECT_TRUE(id.empty());
+        id = tc["id"];
+        EXPECT_EQ(tc["type"], "function");
+        name = tc["function"]["name"];
+      }
+      arguments += tc["function"]["arguments"].get<std::string>();
+      ++pieces;
+    }
+  }
+  EXPECT_EQ(content, "Let me check.");
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(id.rfind("call_", 0), 0u);
+  EXPECT_EQ(arguments, m["tool_calls"][0]["function"]["arguments"].get<std::string>());
+  EXPECT_GT(pieces, 1) << "the arguments arrive in pieces";
+  EXPECT_EQ(finish, "tool_calls");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"tools", tools}, {"tool_choice", "required"}})), 400, "tool_choice");
 }
 

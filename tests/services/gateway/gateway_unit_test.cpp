@@ -3,6 +3,8 @@
 // tool-call parser, the reasoning parser, SSE framing, API keys, config flags, the
 // router's prefix hash, and a choice's whole text pipeline on the real tokenizer.
 #include <gtest/gtest.h>
+
+#include <map>
 #include <unistd.h>
 
 #include <cstdio>
@@ -226,6 +228,52 @@ TEST(ToolCallParserTest, ParsesDeepSeekV3Calls) {
   auto d = cut.Flush();
   ASSERT_EQ(d.calls.size(), 1u);
   EXPECT_EQ(d.calls[0].name, "f");
+}
+
+// Streamed tool calls: fragments joined by index give exactly the whole calls; the name
+// comes first and the arguments flow before the call's end marker arrives.
+TEST(ToolCallParserTest, FragmentsStreamArgumentsAsTheyArrive) {
+  const std::string args = "{\"city\": \"Paris\", \"days\": [1, 2, 3], \"note\": \"a ```b``` c\"}";
+  const std::vector<std::string> texts = {
+      "Hi<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n" + args +
+          "\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>noop\n```json\n\n```"
+          "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+      // No fence around the arguments.
+      "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n" + args + "<｜tool▁call▁end｜>",
+  };
+  for (const auto& text : texts) {
+    for (size_t step : {size_t{1}, size_t{2}, size_t{5}, text.size()}) {
+      SCOPED_TRACE(::testing::Message() << "step " << step << ": " << text.substr(0, 40));
+      ToolCallParser p;
+      std::vector<ParsedToolCall> calls;
+      std::map<int, std::pair<std::string, std::string>> joined;  // index -> name, arguments
+      int pieces_before_end = 0;
+      auto take = [&](ToolCallParser::Delta d) {
+        for (auto& f : d.fragments) {
+          auto& j = joined[f.index];
+          if (!f.name.empty()) {
+            EXPECT_TRUE(j.first.empty()) << "the name comes once";
+            j.first = f.name;
+          } else {
+            EXPECT_FALSE(j.first.empty()) << "the name comes first";
+          }
+          j.second += f.arguments;
+          pieces_before_end += calls.empty() && !f.arguments.empty();
+        }
+        for (auto& c : d.calls) calls.push_back(c);
+      };
+      for (size_t i = 0; i < text.size(); i += step) take(p.Push(text.substr(i, step)));
+      take(p.Flush());
+      ASSERT_FALSE(calls.empty());
+      ASSERT_EQ(joined.size(), calls.size());
+      for (size_t k = 0; k < calls.size(); ++k) {
+        EXPECT_EQ(joined[static_cast<int>(k)].first, calls[k].name);
+        EXPECT_EQ(joined[static_cast<int>(k)].second, calls[k].arguments) << "call " << k;
+      }
+      EXPECT_EQ(calls[0].arguments, args);
+      if (step == 1) EXPECT_GT(pieces_before_end, 10) << "arguments stream before the end marker";
+    }
+  }
 }
 
 ReasoningParser::Delta RunReasoning(bool starts_in, const std::vector<std::string>& pieces) {
