@@ -120,7 +120,7 @@ describe('dsv3 cluster through the openai SDK', () => {
     // '}' favoured so that some of the random model's choices close their object early.
     const r = await client.chat.completions.create({
       model: 'dsv3-tiny', messages: [{ role: 'user', content: 'Reply in JSON.' }], response_format: { type: 'json_object' },
-      n: 4, max_tokens: 40, temperature: 1, seed: 3, logit_bias: { [tk.tokens[0]]: 6 } });
+      n: 8, max_tokens: 40, temperature: 1, seed: 3, logit_bias: { [tk.tokens[0]]: 8 } });
     let stopped = 0;
     for (const c of r.choices) {
       assert.ok(c.message.content.startsWith('{'), c.message.content);

@@ -20,7 +20,7 @@ namespace {
 // nlohmann's verdict for json_object mode: one object, nothing but whitespace around it.
 bool IsJsonObject(const std::string& s) {
   try {
-    (void)nlohmann::json::parse(s);
+    [[maybe_unused]] const auto parsed = nlohmann::json::parse(s);
   } catch (const nlohmann::json::parse_error&) {
     return false;
   } catch (const nlohmann::json::out_of_range&) {
