@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
-#include <regex>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -26,8 +26,21 @@ bool IsJsonObject(const std::string& s) {
   } catch (const nlohmann::json::out_of_range&) {
     // e.g. 1e809: a number a double cannot hold stops nlohmann before the rest is checked;
     // the grammar does not care, so judge the text with every exponent set to 0.
-    static const std::regex exponent("([eE][+-]?)[0-9]+");
-    const std::string tamed = std::regex_replace(s, exponent, "$010");
+    std::string tamed;
+    for (size_t i = 0; i < s.size();) {
+      tamed += s[i];
+      if ((s[i] == 'e' || s[i] == 'E') && i > 0 && std::isdigit(static_cast<unsigned char>(s[i - 1]))) {
+        size_t j = i + 1;
+        if (j < s.size() && (s[j] == '+' || s[j] == '-')) tamed += s[j++];
+        if (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) {
+          tamed += '0';
+          while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+        }
+        i = j;
+        continue;
+      }
+      ++i;
+    }
     if (tamed == s) return false;
     return IsJsonObject(tamed);
   }
