@@ -64,6 +64,10 @@ uint64_t SplitMix64(uint64_t x) {
 
 uint64_t SequenceRngSeed(uint64_t seed, uint64_t stream) { return SplitMix64(SplitMix64(seed) ^ stream); }
 
+double SequenceUniform(uint64_t key, uint64_t draw) {
+  return static_cast<double>(SplitMix64(key + draw * 0x9e3779b97f4a7c15ULL) >> 11) * 0x1.0p-53;
+}
+
 SequenceSampler::SequenceSampler(const SamplingConfig& c, int64_t vocab_size, const std::vector<int64_t>& prompt)
     : config_(c), vocab_(vocab_size) {
   for (const auto& e : c.logit_bias) {
@@ -84,7 +88,12 @@ SequenceSampler::SequenceSampler(const SamplingConfig& c, int64_t vocab_size, co
     : SequenceSampler(c, vocab_size, prompt) {
   seed_ = seed;
   stream_ = stream;
-  rng_.seed(SequenceRngSeed(seed, stream));
+  rng_key_ = SequenceRngSeed(seed, stream);
+}
+
+void SequenceSampler::ResumeAfter(const std::vector<int64_t>& generated) {
+  for (int64_t id : generated) Accept(id);
+  if (!greedy()) draws_ += generated.size();
 }
 
 bool SequenceSampler::greedy() const { return !(config_.temperature >= kGreedyTemperature); }
@@ -308,7 +317,7 @@ SampledToken SequenceSampler::Sample(const float* logits, SamplingScratch* scrat
   SampledToken out;
   const bool is_greedy = greedy();
   // The one draw per sampled token happens first, whatever the row holds.
-  const double u = is_greedy ? 0.0 : static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  const double u = is_greedy ? 0.0 : SequenceUniform(rng_key_, draws_++);
   if (is_greedy || !std::isfinite(mx)) {
     out.id = std::find(w, w + V, mx) - w;  // argmax, ties -> lowest id
   } else {
@@ -320,10 +329,10 @@ SampledToken SequenceSampler::Sample(const float* logits, SamplingScratch* scrat
 
 std::string SequenceSampler::SerializeState() const {
   std::ostringstream os;
-  os << "dsv3-sampler 1\nvocab " << vocab_ << "\nseed " << seed_ << "\nstream " << stream_ << "\ngenerated "
+  os << "dsv3-sampler 2\nvocab " << vocab_ << "\nseed " << seed_ << "\nstream " << stream_ << "\ngenerated "
      << generated_.size();
   for (int64_t id : generated_) os << ' ' << id;
-  os << "\nrng " << rng_ << "\n";
+  os << "\ndraws " << draws_ << "\n";
   return os.str();
 }
 
@@ -335,7 +344,7 @@ StatusOr<SequenceSampler> SequenceSampler::Restore(const SamplingConfig& c, int6
   std::string word;
   int version = 0;
   if (!(is >> word >> version) || word != "dsv3-sampler") return bad("not a dsv3-sampler state");
-  if (version != 1) return bad(StrCat("unsupported version ", version));
+  if (version != 2) return bad(StrCat("unsupported version ", version));
   auto field = [&](const char* name, auto* v) {
     return static_cast<bool>(is >> word) && word == name && static_cast<bool>(is >> *v);
   };
@@ -350,6 +359,7 @@ StatusOr<SequenceSampler> SequenceSampler::Restore(const SamplingConfig& c, int6
   SequenceSampler s(c, vocab_size, prompt);
   s.seed_ = seed;
   s.stream_ = stream;
+  s.rng_key_ = SequenceRngSeed(seed, stream);
   s.generated_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     int64_t id = -1;
@@ -359,7 +369,7 @@ StatusOr<SequenceSampler> SequenceSampler::Restore(const SamplingConfig& c, int6
     }
     s.Accept(id);
   }
-  if (!(is >> word) || word != "rng" || !(is >> s.rng_)) return bad("bad generator state");
+  if (!(is >> word) || word != "draws" || !(is >> s.draws_)) return bad("bad generator position");
   is >> std::ws;
   if (!is.eof()) return bad("trailing data");
   return s;

@@ -20,9 +20,11 @@
 //   8. renormalize the survivors, draw ONE uniform double u in [0, 1) from the sequence's
 //      generator ((next() >> 11) * 2^-53), and return the first token, in id order, at which
 //      the cumulative probability exceeds u * (sum of survivors).
-// Exactly one draw per Sample() when sampling, none when greedy. The generator is
-// std::mt19937_64 seeded with SequenceRngSeed(seed, stream) (a splitmix64 mix), so the streams
-// of one seed (the n choices of a request) differ and each is reproducible.
+// Exactly one draw per Sample() when sampling, none when greedy. The generator is counter
+// based: draw i of a sequence is SequenceUniform(SequenceRngSeed(seed, stream), i), so the
+// streams of one seed (the n choices of a request) differ, each is reproducible, and a
+// sequence continued elsewhere after i tokens (a migrated request) draws exactly what it
+// would have drawn in place.
 // A row whose processed maximum is not finite (all -inf, or a +inf) returns the lowest id
 // holding that maximum (the draw still happens when sampling).
 //
@@ -87,6 +89,9 @@ class SamplingScratch {
 // a = splitmix64(seed); return splitmix64(a ^ stream), with splitmix64(x) the output of
 // one step of Vigna's SplitMix64 from state x (state += 0x9e3779b97f4a7c15, then the finalizer).
 uint64_t SequenceRngSeed(uint64_t seed, uint64_t stream);
+// Draw i of the stream with key `key`: (splitmix64(key + i * 0x9e3779b97f4a7c15) >> 11) * 2^-53,
+// i.e. the (i+1)-th output of SplitMix64 started at `key`, as a double in [0, 1).
+double SequenceUniform(uint64_t key, uint64_t draw);
 
 class SequenceSampler {
  public:
@@ -110,9 +115,14 @@ class SequenceSampler {
   // the token it keeps). Ids outside [0, vocab_size) are ignored.
   void Accept(int64_t token);
 
+  // A request migrated after `generated` tokens (they are the end of its new prompt): counts
+  // them for the penalties and moves the generator to where it stood after them, as if
+  // this sampler had produced them (one draw per token when sampling).
+  void ResumeAfter(const std::vector<int64_t>& generated);
+
   // Everything that must survive a move to another process (KV hand-off, preemption): the
   // generator's exact position and the generated tokens. Text:
-  //   "dsv3-sampler 1\nvocab V\nseed S\nstream T\ngenerated N id...\nrng <mt19937_64 operator<< text>\n"
+  //   "dsv3-sampler 2\nvocab V\nseed S\nstream T\ngenerated N id...\ndraws D\n"
   std::string SerializeState() const;
   // Rebuilds a sampler from SerializeState() output, with the same config, vocabulary and
   // prompt as the original; the next Sample() continues its sequence exactly. InvalidArgument
@@ -141,7 +151,8 @@ class SequenceSampler {
   int64_t vocab_ = 0;
   uint64_t seed_ = 0;
   uint64_t stream_ = 0;
-  std::mt19937_64 rng_;
+  uint64_t rng_key_ = 0;  // SequenceRngSeed(seed_, stream_)
+  uint64_t draws_ = 0;    // draws made so far: the generator's position
   std::vector<std::pair<int64_t, float>> bias_;  // in-range entries of config_.logit_bias
   std::vector<int64_t> prompt_ids_;              // sorted unique prompt ids (repetition penalty only)
   std::vector<int64_t> generated_;

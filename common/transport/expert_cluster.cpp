@@ -34,6 +34,15 @@ StatusOr<std::unique_ptr<ExpertDispatcher>> ConnectExpertWorkers(const ModelConf
     }
     ExpertWorkerEndpoint ep;
     ep.experts.assign(d.experts().begin(), d.experts().end());
+    // Back in service once it answers Describe again with the same model (a draining
+    // worker answers UNAVAILABLE).
+    ep.probe = [a, fp = cfg.Fingerprint()](Deadline until) -> Status {
+      DSV3_ASSIGN_OR_RETURN(auto info, DescribeExpertWorker(a, until));
+      if (info.config_fingerprint() != fp) {
+        return absl::FailedPreconditionError(StrCat("expert worker ", a, " came back serving a different model"));
+      }
+      return absl::OkStatus();
+    };
     if (opts.transport == ExpertTransport::kUcx) {
       ep.channel = std::make_unique<UcxExpertChannel>(a);
 #ifdef DSV3_HAVE_NCCL

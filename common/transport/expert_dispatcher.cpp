@@ -2,9 +2,22 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
+#include <numeric>
 
 namespace dsv3 {
+
+namespace {
+// A message goes to at most this many workers before the exchange gives up: more workers
+// failing inside one exchange than this says the problem is not one worker.
+constexpr int kMaxSendsPerMessage = 8;
+
+// Result errors that say "this worker, now" (a draining or overloaded worker): another
+// worker hosting the same experts is worth trying. Anything else is about the message.
+bool WorkerSideError(int32_t code) {
+  const auto c = static_cast<absl::StatusCode>(code);
+  return c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kResourceExhausted;
+}
+}  // namespace
 
 StatusOr<std::unique_ptr<ExpertDispatcher>> ExpertDispatcher::Create(const ModelConfig& cfg,
                                                                      std::vector<ExpertWorkerEndpoint> workers,
@@ -21,12 +34,26 @@ StatusOr<std::unique_ptr<ExpertDispatcher>> ExpertDispatcher::Create(const Model
 
 ExpertDispatcher::ExpertDispatcher(const ModelConfig& cfg, std::vector<ExpertWorkerEndpoint> workers,
                                    const ExpertDispatcherOptions& opts)
-    : cfg_(cfg), workers_(std::move(workers)), opts_(opts), owners_(cfg.n_routed_experts), pending_(workers_.size()) {
+    : cfg_(cfg), workers_(std::move(workers)), opts_(opts), owners_(cfg.n_routed_experts), group_(workers_.size()) {
+  std::vector<ExpertHealth::Probe> probes;
   for (size_t w = 0; w < workers_.size(); ++w) {
+    std::sort(workers_[w].experts.begin(), workers_[w].experts.end());
     for (int32_t e : workers_[w].experts) {
       if (e >= 0 && e < cfg.n_routed_experts) owners_[e].push_back(static_cast<int32_t>(w));
     }
+    // Replicas (identical expert sets) share a group; a group sits in the sum order at its
+    // first worker's place, so whichever replica answers, a token's sum is the same.
+    group_[w] = w;
+    for (size_t v = 0; v < w; ++v) {
+      if (workers_[v].experts == workers_[w].experts) {
+        group_[w] = group_[v];
+        break;
+      }
+    }
+    probes.push_back(workers_[w].probe);
   }
+  health_ = std::make_unique<ExpertHealth>(std::move(probes), opts_.probe_interval,
+                                           std::max(opts_.probe_interval, std::chrono::milliseconds(1000)));
   stats_.routed_tokens_per_expert.assign(cfg.n_routed_experts, 0);
   stats_.exchanges_per_layer.assign(cfg.num_hidden_layers, 0);
   stats_.seconds_per_layer.assign(cfg.num_hidden_layers, 0.0);
@@ -39,20 +66,41 @@ std::string ExpertDispatcher::Describe(size_t w) const {
 Status ExpertDispatcher::Fail(size_t worker, const Status& cause) {
   // Drop every connection with work in flight, so no stale result is read as the next
   // layer's; the next Dispatch reconnects.
-  for (size_t w = 0; w < workers_.size(); ++w) {
-    if (!pending_[w].empty() || w == worker) workers_[w].channel->Reset();
-    pending_[w].clear();
+  std::vector<bool> reset(workers_.size(), false);
+  reset[worker] = true;
+  for (const Pending& p : pending_) {
+    if (!p.result && p.at >= 0) reset[static_cast<size_t>(p.at)] = true;
   }
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    if (reset[w]) workers_[w].channel->Reset();
+  }
+  pending_.clear();
   return absl::Status(cause.code() == absl::StatusCode::kDeadlineExceeded ? cause.code() : absl::StatusCode::kUnavailable,
                       StrCat(Describe(worker), " failed during MoE layer ", layer_, ": ", cause.message()));
 }
 
+void ExpertDispatcher::WorkerFailed(size_t w, const Status& cause) {
+  health_->MarkDown(w, cause);
+  workers_[w].channel->Reset();  // its results in flight are gone with the connection
+  const auto now = std::chrono::steady_clock::now();
+  for (Pending& p : pending_) {
+    if (p.result || p.at != static_cast<int64_t>(w)) continue;
+    p.at = -1;
+    if (p.first_failure == std::chrono::steady_clock::time_point()) p.first_failure = now;
+  }
+}
+
 Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingResult& r) {
   started_ = std::chrono::steady_clock::now();
-  const Deadline deadline = started_ + opts_.timeout;
   layer_ = layer;
   tokens_ = r.tokens;
+  pending_.clear();
+  held_ = false;
   const int64_t H = cfg_.hidden_size, K = r.k, W = static_cast<int64_t>(workers_.size());
+  // One view of who is up for the whole exchange: a token's experts of one group then go
+  // to one replica. Experts with no live owner keep their owners (Combine waits for one).
+  const std::vector<bool> up = health_->Snapshot();
+  std::vector<std::vector<int32_t>> live(owners_.size());
   // Slot assignment: (token, slot) -> worker; replicas spread by token index.
   std::vector<std::vector<int64_t>> rows(W);            // token rows per worker
   std::vector<std::vector<int32_t>> slot_ids(W);        // flattened [rows, K] per worker (-1 padded)
@@ -61,7 +109,13 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
   for (int64_t t = 0; t < r.tokens; ++t) {
     for (int64_t k = 0; k < K; ++k) {
       const int32_t e = r.experts[t * K + k];
-      const auto& own = owners_[e];
+      auto& own = live[e];
+      if (own.empty()) {
+        for (int32_t w : owners_[e]) {
+          if (up[w]) own.push_back(w);
+        }
+        if (own.empty()) own = owners_[e];
+      }
       const int64_t w = own[static_cast<size_t>(t) % own.size()];
       if (last_row[w] != t) {
         rows[w].push_back(t);
@@ -79,13 +133,14 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
   const int64_t per_msg = opts_.max_tokens_per_message > 0
                               ? opts_.max_tokens_per_message
                               : std::max<int64_t>(1, kMaxWireMessageBytes / static_cast<int64_t>(H * esz + K * 8));
-  dispatch_status_ = absl::OkStatus();
   for (int64_t w = 0; w < W; ++w) {
     const int64_t n = static_cast<int64_t>(rows[w].size());
     for (int64_t b = 0; b < n; b += per_msg) {
       const int64_t m = std::min(per_msg, n - b);
-      expert_pb::ExpertBatch batch;
-      Pending p{next_seq_++, {}};
+      Pending p;
+      p.seq = next_seq_++;
+      p.home = static_cast<size_t>(w);
+      expert_pb::ExpertBatch& batch = p.batch;
       batch.set_seq(p.seq);
       batch.set_layer(static_cast<int32_t>(layer));
       batch.set_num_tokens(static_cast<int32_t>(m));
@@ -95,60 +150,146 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
       std::string* act = batch.mutable_activations();
       act->reserve(static_cast<size_t>(m * H) * esz);
       for (int64_t i = b; i < b + m; ++i) EncodeFloats(x + rows[w][i] * H, H, opts_.wire_dtype, act);
-      batch.mutable_expert_ids()->assign(reinterpret_cast<const char*>(slot_ids[w].data() + b * K), static_cast<size_t>(m * K) * 4);
+      const int32_t* ids = slot_ids[w].data() + b * K;
+      batch.mutable_expert_ids()->assign(reinterpret_cast<const char*>(ids), static_cast<size_t>(m * K) * 4);
       batch.mutable_weights()->assign(reinterpret_cast<const char*>(slot_w[w].data() + b * K), static_cast<size_t>(m * K) * 4);
       p.rows.assign(rows[w].begin() + b, rows[w].begin() + b + m);
-      stats_.bytes_sent += batch.ByteSizeLong();
-      Status st = workers_[w].channel->Send(batch, deadline);
-      if (!st.ok()) {
-        dispatch_status_ = Fail(static_cast<size_t>(w), st);
-        return dispatch_status_;
+      // Where else it could go: workers hosting every expert of this message.
+      for (int64_t v = 0; v < W; ++v) {
+        const auto& hosted = workers_[v].experts;
+        if (std::all_of(ids, ids + m * K,
+                        [&](int32_t e) { return e < 0 || std::binary_search(hosted.begin(), hosted.end(), e); })) {
+          p.hosts.push_back(static_cast<size_t>(v));
+        }
       }
-      pending_[w].push_back(std::move(p));
+      stats_.bytes_sent += batch.ByteSizeLong();
+      pending_.push_back(std::move(p));
+      Pending& q = pending_.back();
+      if (!health_->up(q.home)) {  // no live owner: Combine places it (or waits)
+        q.first_failure = health_->down_since(q.home);
+        continue;
+      }
+      q.sends = 1;
+      Status st = workers_[w].channel->Send(q.batch, started_ + opts_.timeout);
+      if (st.ok()) {
+        q.at = w;
+        q.sent_at = std::chrono::steady_clock::now();
+      } else {
+        q.first_failure = std::chrono::steady_clock::now();
+        WorkerFailed(q.home, st);
+      }
     }
   }
   return absl::OkStatus();
 }
 
+Status ExpertDispatcher::Place(Pending& p) {
+  for (;;) {
+    // Which worker failed it last, and why: what the request's error names.
+    const size_t blamed = p.home;
+    const Status cause = health_->last_failure(blamed).ok() ? Internal("dispatch", "worker marked down")
+                                                              : health_->last_failure(blamed);
+    if (p.sends >= kMaxSendsPerMessage) return Fail(blamed, cause);
+    int64_t target = health_->up(p.home) ? static_cast<int64_t>(p.home) : -1;
+    for (size_t h : p.hosts) {
+      if (target < 0 && health_->up(h)) target = static_cast<int64_t>(h);
+    }
+    if (target < 0) {
+      // Nobody hosts these experts right now: hold the exchange (the batch's KV stays) for
+      // a restart, up to the grace period counted from when the worker went down.
+      const auto grace_end = p.first_failure + opts_.restart_grace;
+      if (opts_.restart_grace.count() <= 0 || std::chrono::steady_clock::now() >= grace_end) return Fail(blamed, cause);
+      held_ = true;
+      target = health_->WaitUp(p.hosts, grace_end);
+      if (target < 0) return Fail(blamed, health_->last_failure(blamed).ok() ? cause : health_->last_failure(blamed));
+    }
+    ++p.sends;
+    const auto now = std::chrono::steady_clock::now();
+    Status st = workers_[target].channel->Send(p.batch, now + opts_.timeout);
+    if (st.ok()) {
+      p.at = target;
+      p.sent_at = now;
+      if (target != static_cast<int64_t>(p.home)) ++stats_.failovers;
+      return absl::OkStatus();
+    }
+    if (p.first_failure == std::chrono::steady_clock::time_point()) p.first_failure = now;
+    WorkerFailed(static_cast<size_t>(target), st);
+  }
+}
+
+Status ExpertDispatcher::Collect(size_t w) {
+  // Wait for the earliest limit among this worker's messages: failover_after where another
+  // live worker could take the message, the exchange timeout where none could.
+  Deadline until = Deadline::max();
+  bool any_alternative = false;
+  for (const Pending& p : pending_) {
+    if (p.result || p.at != static_cast<int64_t>(w)) continue;
+    bool alt = false;
+    for (size_t h : p.hosts) alt |= h != w && health_->up(h);
+    any_alternative |= alt;
+    until = std::min(until, p.sent_at + (alt ? std::min(opts_.failover_after, opts_.timeout) : opts_.timeout));
+  }
+  const bool can_wait = any_alternative || opts_.restart_grace.count() > 0;
+  auto r = workers_[w].channel->Receive(until);
+  if (!r.ok()) {
+    if (!can_wait) return Fail(w, r.status());
+    WorkerFailed(w, r.status());
+    return absl::OkStatus();
+  }
+  if (r->error_code() != 0) {
+    const Status cause(static_cast<absl::StatusCode>(r->error_code()), r->error_message());
+    if (!WorkerSideError(r->error_code()) || !can_wait) return Fail(w, cause);
+    WorkerFailed(w, cause);
+    return absl::OkStatus();
+  }
+  for (Pending& p : pending_) {
+    if (p.result || p.at != static_cast<int64_t>(w) || p.seq != r->seq()) continue;
+    const int64_t m = static_cast<int64_t>(p.rows.size());
+    const size_t esz = r->dtype() == expert_pb::WIRE_F32 ? 4 : 2;
+    if (r->num_tokens() != m || r->partial_sums().size() != static_cast<size_t>(m * cfg_.hidden_size) * esz) {
+      return Fail(w, absl::DataLossError(StrCat("malformed result for seq ", p.seq)));
+    }
+    stats_.bytes_received += r->ByteSizeLong();
+    p.result = std::move(*r);
+    break;
+  }
+  return absl::OkStatus();  // a result of no message here (an older exchange's) is dropped
+}
+
 Status ExpertDispatcher::Combine(float* out) {
-  if (!dispatch_status_.ok()) return dispatch_status_;
-  const Deadline deadline = started_ + opts_.timeout;
+  for (;;) {
+    int64_t next = -1;  // a worker with a message in flight
+    for (Pending& p : pending_) {
+      if (p.result) continue;
+      if (p.at < 0) DSV3_RETURN_IF_ERROR(Place(p));
+      if (next < 0) next = p.at;
+    }
+    if (next < 0) break;
+    DSV3_RETURN_IF_ERROR(Collect(static_cast<size_t>(next)));
+  }
   const int64_t H = cfg_.hidden_size;
   std::fill_n(out, tokens_ * H, 0.0f);
+  // Sum in placement-group order (messages of a group in dispatch order).
+  std::vector<size_t> order(pending_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return group_[pending_[a].home] < group_[pending_[b].home]; });
   std::vector<float> partial;
-  for (size_t w = 0; w < workers_.size(); ++w) {
-    // This worker's results, matched by seq, then added in message order.
-    std::unordered_map<uint64_t, expert_pb::ExpertResult> got;
-    while (got.size() < pending_[w].size()) {
-      auto r = workers_[w].channel->Receive(deadline);
-      if (!r.ok()) return Fail(w, r.status());
-      if (r->error_code() != 0) {
-        return Fail(w, absl::Status(static_cast<absl::StatusCode>(r->error_code()), r->error_message()));
-      }
-      const uint64_t seq = r->seq();
-      if (std::none_of(pending_[w].begin(), pending_[w].end(), [&](const Pending& p) { return p.seq == seq; })) continue;
-      stats_.bytes_received += r->ByteSizeLong();
-      got.emplace(seq, std::move(*r));
+  for (size_t i : order) {
+    const Pending& p = pending_[i];
+    const int64_t m = static_cast<int64_t>(p.rows.size());
+    partial.resize(static_cast<size_t>(m * H));
+    DecodeFloats(p.result->partial_sums(), m * H, p.result->dtype(), partial.data());
+    for (int64_t r = 0; r < m; ++r) {
+      float* o = out + p.rows[r] * H;
+      const float* s = partial.data() + r * H;
+      for (int64_t d = 0; d < H; ++d) o[d] += s[d];
     }
-    for (const Pending& p : pending_[w]) {
-      const expert_pb::ExpertResult& r = got[p.seq];
-      const int64_t m = static_cast<int64_t>(p.rows.size());
-      const size_t esz = r.dtype() == expert_pb::WIRE_F32 ? 4 : 2;
-      if (r.num_tokens() != m || r.partial_sums().size() != static_cast<size_t>(m * H) * esz) {
-        return Fail(w, absl::DataLossError(StrCat("malformed result for seq ", p.seq)));
-      }
-      partial.resize(static_cast<size_t>(m * H));
-      DecodeFloats(r.partial_sums(), m * H, r.dtype(), partial.data());
-      for (int64_t i = 0; i < m; ++i) {
-        float* o = out + p.rows[i] * H;
-        const float* s = partial.data() + i * H;
-        for (int64_t d = 0; d < H; ++d) o[d] += s[d];
-      }
-    }
-    pending_[w].clear();
   }
+  pending_.clear();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   ++stats_.exchanges;
+  if (held_) ++stats_.held_exchanges;
   stats_.seconds += secs;
   stats_.last_seconds = secs;
   if (layer_ >= 0 && layer_ < static_cast<int64_t>(stats_.exchanges_per_layer.size())) {
@@ -159,3 +300,4 @@ Status ExpertDispatcher::Combine(float* out) {
 }
 
 }  // namespace dsv3
+

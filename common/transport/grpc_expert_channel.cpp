@@ -92,14 +92,21 @@ StatusOr<expert_pb::ExpertResult> GrpcExpertChannel::Receive(Deadline deadline) 
 }
 
 void GrpcExpertChannel::Reset() {
-  if (!stream_) return;
-  ctx_->TryCancel();
-  if (reader_.joinable()) reader_.join();
-  stream_.reset();
-  ctx_.reset();
-  std::lock_guard<std::mutex> lk(mu_);
-  results_.clear();
-  broken_ = false;
+  if (stream_) {
+    ctx_->TryCancel();
+    if (reader_.joinable()) reader_.join();
+    stream_.reset();
+    ctx_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    results_.clear();
+    broken_ = false;
+  }
+  // A fresh channel: the old one may sit in reconnect backoff (or on a dead connection)
+  // after its worker died, and would fail the first stream to a restarted worker.
+  channel_ = MakeGrpcChannel(address_);
+  stub_ = expert_pb::ExpertService::NewStub(channel_);
 }
 
 }  // namespace dsv3

@@ -45,8 +45,15 @@ class AttentionService final : public attention::v1::AttentionService::Service {
   // Decode side: the UCX address this worker's KvUcxServer listens on (Describe shows it).
   void set_ucx_address(std::string a) { ucx_address_ = std::move(a); }
   void set_metrics(AttentionMetrics* m) { metrics_ = m; }
+  // Drain (SIGTERM): new requests, KV pushes and load polls answer UNAVAILABLE, so the
+  // gateway routes around this worker; requests already here (and resumes of KV already
+  // pushed here) run to the end.
+  void BeginDrain() { draining_ = true; }
+  bool draining() const { return draining_; }
+  int active_calls() const { return active_calls_; }
 
  private:
+  grpc::Status Draining() const;
   Engine& engine_;
   AttentionServiceOptions opts_;
   std::string fingerprint_;
@@ -59,6 +66,8 @@ class AttentionService final : public attention::v1::AttentionService::Service {
   std::string ucx_address_;
   AttentionMetrics* metrics_ = nullptr;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> draining_{false};
+  std::atomic<int> active_calls_{0};  // Generate and PushKv handlers running
 };
 
 grpc::Status ToGrpcStatus(const Status& st);

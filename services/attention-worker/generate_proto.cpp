@@ -50,6 +50,7 @@ StatusOr<GenerateParams> ParamsFromProto(const attention_pb::GenerateRequest& r)
   p.stop_token_ids.assign(r.stop_token_ids().begin(), r.stop_token_ids().end());
   p.ignore_eos = r.ignore_eos();
   p.prefill_only = r.prefill_only();
+  p.generated_prefix = r.generated_prefix();
   if (r.prompt_logprobs()) {
     if (r.prompt_top_logprobs() < 0 || r.prompt_top_logprobs() > kWireMaxTopLogprobs) {
       return InvalidArgument("prompt_top_logprobs",
@@ -64,6 +65,7 @@ attention_pb::GenerateRequest ParamsToProto(const GenerateParams& p) {
   attention_pb::GenerateRequest r;
   r.set_request_id(p.request_id);
   for (int64_t t : p.prompt) r.add_prompt_ids(t);
+  r.set_generated_prefix(p.generated_prefix);
   auto* s = r.mutable_sampling();
   s->set_temperature(p.sampling.temperature);
   s->set_top_p(p.sampling.top_p);

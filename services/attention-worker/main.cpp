@@ -33,6 +33,7 @@ void Usage() {
                "       [--expert-workers h:p,...] [--expert-transport grpc|ucx] [--threads N]\n"
                "       [--kv-cache-bytes B] [--block-size N] [--max-batch-tokens T] [--max-running R]\n"
                "       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]\n"
+               "       [--expert-failover-ms MS (3000)] [--expert-grace-ms MS (0)] [--drain-seconds S (30)]\n"
                "       [--metrics-listen HOST:PORT | --metrics-port P] [--expert-metrics auto|off|group|expert]\n");
 }
 
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   EngineConfig ecfg;
   AttentionServiceOptions sopts;
   std::string listen = "127.0.0.1:0", transport = "grpc", workers, metrics_listen, expert_metrics = "auto";
-  int64_t threads = 0, expert_timeout_ms = 0;
+  int64_t threads = 0, expert_timeout_ms = 0, expert_failover_ms = 3000, expert_grace_ms = 0, drain_seconds = 30;
   FlagReader flags(argc, argv);
   while (flags.Next()) {
     const std::string& k = flags.flag();
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
     else if (k == "--model-name") sopts.model_name = next();
     else if (k == "--worker-id") ecfg.worker_id = next();
     else if (k == "--expert-timeout-ms") next_int(&expert_timeout_ms);
+    else if (k == "--expert-failover-ms") next_int(&expert_failover_ms);
+    else if (k == "--expert-grace-ms") next_int(&expert_grace_ms);
+    else if (k == "--drain-seconds") next_int(&drain_seconds);
     else if (k == "--metrics-listen") metrics_listen = next();
     else if (k == "--metrics-port") metrics_listen = "0.0.0.0:" + next();
     else if (k == "--expert-metrics") expert_metrics = next();
@@ -94,6 +98,12 @@ int main(int argc, char** argv) {
     }
     mopts.cluster.transport = *tr;
     if (expert_timeout_ms > 0) mopts.cluster.dispatch.timeout = std::chrono::milliseconds(expert_timeout_ms);
+    if (expert_failover_ms < 1 || expert_grace_ms < 0 || drain_seconds < 0) {
+      std::fprintf(stderr, "error: --expert-failover-ms must be >= 1, --expert-grace-ms and --drain-seconds >= 0\n");
+      return 2;
+    }
+    mopts.cluster.dispatch.failover_after = std::chrono::milliseconds(expert_failover_ms);
+    mopts.cluster.dispatch.restart_grace = std::chrono::milliseconds(expert_grace_ms);
   }
   ecfg.tokenizer_dir = mopts.model_dir;  // tokenizer.json, for json_object requests
   auto inst = LoadModelInstance(mopts);
@@ -179,7 +189,22 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Drain: not ready (health and load polls), no new work, in-flight requests and KV
+  // already pushed here finish, up to --drain-seconds.
+  service.BeginDrain();
+  server->GetHealthCheckService()->SetServingStatus(false);
+  const auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(drain_seconds);
+  std::fprintf(stderr, "dsv3-attention-worker: draining (up to %lld s)\n", static_cast<long long>(drain_seconds));
+  for (;;) {
+    const EngineLoad now = (*engine)->load();
+    const bool idle = service.active_calls() == 0 && now.waiting == 0 && now.running == 0 && now.parked_imports == 0;
+    if (idle || std::chrono::steady_clock::now() >= drain_end) {
+      std::fprintf(stderr, "dsv3-attention-worker: %s\n", idle ? "drained" : "drain timeout: stopping the rest");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   ucx.reset();
   engine->reset();  // stops the engine thread before the metrics it reports to
   return 0;

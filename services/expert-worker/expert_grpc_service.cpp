@@ -4,6 +4,8 @@ namespace dsv3 {
 
 grpc::Status ExpertGrpcService::Describe(grpc::ServerContext*, const expert_pb::DescribeRequest*,
                                          expert_pb::DescribeResponse* out) {
+  // A draining worker must not be probed back into service.
+  if (worker_.draining()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "expert worker is draining (shutting down)");
   *out = worker_.Describe();
   out->set_ucx_worker_address(ucx_address);
   return grpc::Status::OK;

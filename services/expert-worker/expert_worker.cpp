@@ -55,7 +55,17 @@ expert_pb::DescribeResponse ExpertWorker::Describe() const {
 
 expert_pb::ExpertResult ExpertWorker::Handle(const expert_pb::ExpertBatch& b) {
   const auto t0 = std::chrono::steady_clock::now();
-  expert_pb::ExpertResult r = HandleUntimed(b);
+  in_flight_++;
+  expert_pb::ExpertResult r;
+  if (draining_) {
+    r.set_seq(b.seq());
+    r.set_layer(b.layer());
+    r.set_error_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
+    r.set_error_message(StrCat(opts_.worker_id.empty() ? "expert worker" : opts_.worker_id, ": draining (shutting down)"));
+  } else {
+    r = HandleUntimed(b);
+  }
+  in_flight_--;
   if (opts_.on_batch) {
     opts_.on_batch(r.num_tokens(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                    r.error_code() == 0);

@@ -3,6 +3,7 @@
 // returns the weighted partial sums. Transports (gRPC, UCX) call Handle().
 #pragma once
 
+#include <atomic>
 #include <functional>
 
 #include <memory>
@@ -43,6 +44,12 @@ class ExpertWorker {
   // out; unparsable input becomes an error result for `fallback_seq`.
   void HandleSerialized(const std::string& in, uint64_t fallback_seq, std::string* out);
   uint64_t handled() const { return handled_; }
+  // Drain (SIGTERM): batches from now on answer UNAVAILABLE (the attention side sends them
+  // to a replica, or holds them until this worker is back), Describe-based probes fail, and
+  // the batch being computed finishes. in_flight(): batches inside Handle().
+  void BeginDrain() { draining_ = true; }
+  bool draining() const { return draining_; }
+  int in_flight() const { return in_flight_; }
   uint64_t resident_weight_bytes() const { return ckpt_->bytes_mapped(); }
 
  private:
@@ -57,6 +64,8 @@ class ExpertWorker {
   std::string fingerprint_;
   std::mutex mu_;  // one batch at a time on the backend
   uint64_t handled_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace dsv3

@@ -31,7 +31,7 @@ void Usage() {
   std::fprintf(stderr,
                "usage: dsv3-expert-worker --model DIR [--experts 0-127|all] [--listen 127.0.0.1:0]\n"
                "       [--transport grpc|ucx] [--threads N] [--worker-id NAME] [--skip-compute]\n"
-               "       [--metrics-listen HOST:PORT | --metrics-port P]\n");
+               "       [--metrics-listen HOST:PORT | --metrics-port P] [--drain-seconds S (30)]\n");
 }
 
 }  // namespace
@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   dsv3::TuneAllocatorForLargeBuffers();
   ExpertWorkerOptions opts;
   std::string listen = "127.0.0.1:0", transport = "grpc", metrics_listen;
+  int64_t drain_seconds = 30;
   FlagReader flags(argc, argv);
   while (flags.Next()) {
     const std::string& k = flags.flag();
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
     else if (k == "--threads") opts.threads = static_cast<int>(flags.IntValue());
     else if (k == "--worker-id") opts.worker_id = next();
     else if (k == "--skip-compute") opts.skip_compute = true;
+    else if (k == "--drain-seconds") drain_seconds = flags.IntValue();
     else if (k == "--metrics-listen") metrics_listen = next();
     else if (k == "--metrics-port") metrics_listen = "0.0.0.0:" + next();
     else if (k == "--help" || k == "-h") { Usage(); return 0; }
@@ -130,6 +132,15 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Drain: not serving (health, Describe), new batches answered UNAVAILABLE so the
+  // attention side moves them to a replica, the batch in hand finishes.
+  (*worker)->BeginDrain();
+  server->GetHealthCheckService()->SetServingStatus(false);
+  const auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(std::max<int64_t>(0, drain_seconds));
+  while ((*worker)->in_flight() > 0 && std::chrono::steady_clock::now() < drain_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::fprintf(stderr, "dsv3-expert-worker: %s\n", (*worker)->in_flight() == 0 ? "drained" : "drain timeout");
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   return 0;
 }

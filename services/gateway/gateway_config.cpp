@@ -39,6 +39,7 @@ std::string GatewayUsage() {
          "         [--api-key K]... [--api-key-file F] [--open-paths /health,/ready,/metrics]\n"
          "         [--max-body-bytes N] [--max-inflight N] [--http-threads N]\n"
          "         [--header-timeout-ms N] [--body-timeout-ms N] [--idle-timeout-ms N] [--write-timeout-ms N]\n"
+         "         [--drain-seconds S (30: on SIGTERM, not ready, in-flight requests finish, then exit)]\n"
          "         [--reasoning-parser auto|deepseek-r1|none] [--poll-interval-ms N]\n"
          "  API keys also come from DSV3_API_KEYS (comma list); none configured = no auth.\n";
 }
@@ -91,6 +92,9 @@ StatusOr<GatewayConfig> ParseGatewayFlags(const std::vector<std::string>& args) 
     } else if (k == "--idle-timeout-ms") {
       DSV3_RETURN_IF_ERROR(ParseInt(k, v, 1, 3600000, &n));
       c.idle_timeout_ms = static_cast<int>(n);
+    } else if (k == "--drain-seconds") {
+      DSV3_RETURN_IF_ERROR(ParseInt(k, v, 0, 3600, &n));
+      c.drain_seconds = static_cast<int>(n);
     } else if (k == "--write-timeout-ms") {
       DSV3_RETURN_IF_ERROR(ParseInt(k, v, 1, 3600000, &n));
       c.write_timeout_ms = static_cast<int>(n);

@@ -28,6 +28,7 @@ struct GatewayConfig {
   int body_timeout_ms = 30000;
   int idle_timeout_ms = 60000;
   int write_timeout_ms = 60000;  // a client that stops reading a stream is dropped after this
+  int drain_seconds = 30;        // SIGTERM: in-flight requests may finish for this long
   std::string reasoning_parser = "auto";  // auto | deepseek-r1 | none
 };
 

@@ -1,5 +1,8 @@
 #include "services/gateway/generate_call.h"
 
+#include <cstdio>
+#include <random>
+
 #include "services/gateway/gateway_metrics.h"
 
 namespace dsv3::gateway {
@@ -10,13 +13,28 @@ bool Retryable(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::RESOURCE_EXHAUSTED ||
          c == grpc::StatusCode::ABORTED;
 }
+// Mid-generation: the worker is gone or going (connection lost, draining). Errors about the
+// request itself (bad argument, deadline) are not worth moving.
+bool Migratable(grpc::StatusCode c) { return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::ABORTED; }
+
+// Every request gets a seed here, so that a migrated unseeded request keeps its random
+// stream (the worker would otherwise draw a fresh seed on the new worker).
+attn::GenerateRequest Seeded(attn::GenerateRequest r) {
+  if (!r.sampling().has_seed()) {
+    std::random_device rd;
+    r.mutable_sampling()->set_has_seed(true);
+    r.mutable_sampling()->set_seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  }
+  return r;
+}
 }  // namespace
 
 GenerateCall::GenerateCall(Router& router, attn::GenerateRequest request, std::vector<int32_t> prompt,
                            std::shared_ptr<GenerateObserver> observer, GatewayMetrics* metrics)
     : router_(router),
       metrics_(metrics),
-      request_(std::move(request)),
+      original_(Seeded(std::move(request))),
+      request_(original_),
       prompt_(std::move(prompt)),
       observer_(std::move(observer)) {}
 
@@ -80,6 +98,12 @@ void GenerateCall::OnMessage(Phase phase, const attn::GenerateResponse& r) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (has_tokens) started_ = true;
+    for (const auto& c : r.choices()) {
+      if (c.index() != 0) continue;
+      generated_.insert(generated_.end(), c.token_ids().begin(), c.token_ids().end());
+      const auto f = c.finish_reason();
+      choice_ended_ |= f == attn::FINISH_STOP || f == attn::FINISH_LENGTH || f == attn::FINISH_ABORT;
+    }
     if (phase == Phase::kPrefill) {
       if (!r.kv_handle().empty()) kv_handle_ = r.kv_handle();
       for (const auto& c : r.choices()) {
@@ -107,10 +131,20 @@ void GenerateCall::OnStreamDone(Phase phase, const grpc::Status& s) {
   if (!s.ok()) {
     const std::string addr = lease_ ? lease_->client().address() : "";
     const bool retry = !started && phase != Phase::kDecode && Retryable(s.error_code()) && attempts_ < kMaxAttempts;
+    const bool migrate = !retry && started && Migratable(s.error_code()) && PrepareMigration();
+    if (migrate) {
+      // Not the failed worker again (for the pair: the one whose stream broke).
+      tried_.clear();
+      if (!addr.empty()) tried_.insert(addr);
+    }
     l.unlock();
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE && !addr.empty()) router_.ReportUnreachable(addr, s.error_message());
-    if (retry) {
+    if (retry || migrate) {
       if (metrics_) metrics_->IncRetries();
+      if (migrate) {
+        std::fprintf(stderr, "dsv3-gateway: request %s: attention worker %s failed after %zu token(s) (%s); continuing on another worker\n",
+                     original_.request_id().c_str(), addr.c_str(), generated_.size(), s.error_message().c_str());
+      }
       Attempt();
       return;
     }
@@ -142,6 +176,21 @@ void GenerateCall::OnStreamDone(Phase phase, const grpc::Status& s) {
   const uint64_t seq = ++stream_seq_;
   l.unlock();
   StartStream(Phase::kDecode, seq, current, std::move(req));
+}
+
+bool GenerateCall::PrepareMigration() {
+  if (original_.n() > 1 || choice_ended_ || migrations_ >= kMaxMigrations) return false;
+  const int64_t g = static_cast<int64_t>(generated_.size());
+  if (g == 0 || g >= original_.max_tokens()) return false;
+  ++migrations_;
+  request_ = original_;
+  for (int64_t t : generated_) request_.add_prompt_ids(t);
+  request_.set_generated_prefix(static_cast<int32_t>(g));
+  request_.set_max_tokens(static_cast<int32_t>(original_.max_tokens() - g));
+  // The prompt's logprobs were delivered already.
+  request_.set_prompt_logprobs(false);
+  request_.set_prompt_top_logprobs(0);
+  return true;
 }
 
 void GenerateCall::Cancel() {

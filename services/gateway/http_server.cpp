@@ -57,6 +57,13 @@ void HttpServer::Accept() {
   });
 }
 
+void HttpServer::StopListening() {
+  net::post(acceptor_.get_executor(), [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+}
+
 void HttpServer::StopAccepting() {
   net::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ec;

@@ -29,6 +29,8 @@ class HttpServer {
   StatusOr<int> Listen();
   // Starts accepting on `threads` threads; returns at once.
   void Run();
+  // Closes the listening socket only: open connections and their requests go on.
+  void StopListening();
   // Stops accepting and closes every connection (their requests are cancelled).
   void StopAccepting();
   // Stops the threads; call after the in-flight work has drained.

@@ -2,7 +2,8 @@
 //   dsv3-gateway --listen HOST:PORT --model-name NAME --tokenizer DIR
 //                (--workers H:P,... | --prefill-workers H:P,... --decode-workers H:P,...) [...]
 // Prints "gateway listening on http://HOST:PORT" once it accepts connections; SIGINT or
-// SIGTERM stop it: no new connections, open requests cancelled (workers free them), exit 0.
+// SIGTERM drain it: /ready 503, no new connections, running requests finish for up to
+// --drain-seconds, then the rest are cancelled (workers free them), exit 0.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -70,10 +71,20 @@ int main(int argc, char** argv) {
   std::printf("gateway listening on http://%s:%d\n", config->listen_host.c_str(), *port);
   std::fflush(stdout);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Drain: not ready, no new connections, running requests finish (up to --drain-seconds).
+  api.BeginDrain();
+  server.StopListening();
+  std::fprintf(stderr, "dsv3-gateway: draining %lld request(s), up to %d s\n",
+               static_cast<long long>(metrics.in_flight().Value()), config->drain_seconds);
+  const auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(config->drain_seconds);
+  while (metrics.in_flight().Value() > 0 && std::chrono::steady_clock::now() < drain_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   std::fprintf(stderr, "dsv3-gateway: stopping\n");
   server.StopAccepting();
   // Let cancelled requests unwind (their gRPC calls complete) before the threads stop.
-  for (int i = 0; i < 50 && metrics.in_flight().Value() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Short: the drain already waited; Kubernetes' grace period is drainSeconds + 5 in all.
+  for (int i = 0; i < 10 && metrics.in_flight().Value() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server.Join();
   router.Stop();
   return 0;

@@ -167,6 +167,9 @@ void OpenAiApi::Handle(const HttpRequest& req, const std::shared_ptr<ReplyChanne
     ch->Reply(std::move(r));
     return;
   }
+  if (draining_ && (route == "/v1/chat/completions" || route == "/v1/completions")) {
+    return ReplyError(ch, Unavailable("the gateway is shutting down; retry (another replica will answer)", 1));
+  }
   if (route == "/v1/chat/completions") return Chat(req, ch);
   if (route == "/v1/completions") return Completions(req, ch);
   if (route == "/tokenize") return Tokenize(req, ch);
@@ -193,7 +196,8 @@ void OpenAiApi::Models(const std::string& id, const std::shared_ptr<ReplyChannel
 }
 
 void OpenAiApi::Ready(const std::shared_ptr<ReplyChannel>& ch) {
-  const bool ready = router_.Ready();
+  const bool draining = draining_;
+  const bool ready = !draining && router_.Ready();
   Json workers = Json::array();
   for (const auto& w : router_.Snapshot()) {
     Json j{{"address", w.address}, {"role", WorkerRoleName(w.role)}, {"up", w.up}};
@@ -207,7 +211,16 @@ void OpenAiApi::Ready(const std::shared_ptr<ReplyChannel>& ch) {
   }
   HttpReply r;
   r.status = ready ? 200 : 503;
-  r.body = DumpJson(Json{{"status", ready ? "ready" : "not ready"}, {"workers", std::move(workers)}});
+  // Why not ready, in words: a person reading /ready should not have to decode the list.
+  std::string reason;
+  if (draining) {
+    reason = "the gateway is draining (shutting down)";
+  } else if (!ready) {
+    reason = router_.disaggregated() ? "no up prefill worker or no up decode worker" : "no up attention worker";
+  }
+  Json body{{"status", draining ? "draining" : ready ? "ready" : "not ready"}, {"workers", std::move(workers)}};
+  if (!reason.empty()) body["reason"] = reason;
+  r.body = DumpJson(body);
   if (!ready) r.headers.emplace_back("Retry-After", "1");
   ch->Reply(std::move(r));
 }

@@ -36,6 +36,9 @@ class OpenAiApi {
             GatewayMetrics& metrics, ApiKeys keys);
 
   void Handle(const HttpRequest& req, const std::shared_ptr<ReplyChannel>& ch);
+  // SIGTERM: /ready answers 503 "draining" so load balancers stop sending; new generation
+  // requests answer 503 with Retry-After; requests already running finish.
+  void BeginDrain() { draining_ = true; }
   // The metrics label for a path ("other" for unknown paths: bounded label values).
   static std::string RouteLabel(const std::string& path);
 
@@ -68,6 +71,7 @@ class OpenAiApi {
   std::optional<int32_t> bos_id_;  // prepended to text prompts when add_bos_token
   int64_t model_max_length_ = 0;   // tokenizer_config's, used before any worker answered
   std::shared_ptr<std::atomic<int>> inflight_ = std::make_shared<std::atomic<int>>(0);
+  std::atomic<bool> draining_{false};
 };
 
 void ReplyError(const std::shared_ptr<ReplyChannel>& ch, const ApiError& e);

@@ -41,10 +41,17 @@ render() {  # render ARGS... : one rendering, counted
   fi
 }
 
-# Default values, plus the cluster schema (identical in values.schema.json) and the local
-# cluster description.
-render -o "$work/default.yaml" \
-  -cluster-schema "$src/deploy/cluster/cluster.schema.json" -cluster "$src/deploy/cluster/local.json"
+# Default values, plus the cluster schema (identical in values.schema.json) and every local
+# cluster description (deploy/cluster/*.json: local.json, local-ha.json, ...).
+cluster_args=()
+nc=0
+for f in "$src"/deploy/cluster/*.json; do
+  [ "$(basename "$f")" = cluster.schema.json ] && continue
+  cluster_args+=(-cluster "$f")
+  nc=$((nc + 1))
+done
+if [ "$nc" -lt 3 ]; then echo "FAIL: expected deploy/cluster/local*.json cluster descriptions, found $nc" >&2; failures=$((failures + 1)); fi
+render -o "$work/default.yaml" -cluster-schema "$src/deploy/cluster/cluster.schema.json" "${cluster_args[@]}"
 # Every values file in the chart.
 n=0
 for f in "$chart"/values-*.yaml; do
@@ -67,6 +74,11 @@ render -f "$chart/values-671b-8gpu.yaml" --set cluster.experts.workers=16
 render -f "$chart/values-colocated.yaml" --set metrics.enabled=false,metrics.serviceMonitor.enabled=false
 render -f "$chart/values-cpu-test.yaml" --set gateway.ingress.enabled=true,gateway.service.type=LoadBalancer
 render -release a-long-release-name-that-fills-fifty-three-characters -f "$chart/values-colocated.yaml"
+# Self-healing settings: zeros are values, not "unset" (no drain, fail at once); three
+# replicas per slice; HA values in colocated mode.
+render -f "$chart/values-ha.yaml" --set cluster.drainSeconds=0,cluster.experts.restartGraceMs=0,cluster.experts.failoverMs=100
+render -f "$chart/values-ha.yaml" --set cluster.experts.replicasPerSlice=3,cluster.experts.workers=5
+render -f "$chart/values-ha.yaml" --set cluster.attention.mode=colocated,cluster.attention.both.port=50100
 
 # Values that must be refused.
 render --set cluster.experts.workers=257 -expect-fail "must not exceed cluster.experts.numExperts"
@@ -77,6 +89,22 @@ render --set cluster.attention.mode=colocated --set cluster.attention.both=null 
 render --set 'experts.resources.limits.nvidia\.com/gpu=1' -expect-fail "experts.resources.limits"
 render --set cluster.model.path=/data/model -expect-fail "must lie under modelVolume.mountPath"
 render --set modelVolume.type=pvc,modelVolume.pvc.claimName= -expect-fail "claimName"
+render --set cluster.experts.failoverMs=50 -expect-fail "cluster.experts.failoverMs"
+render --set cluster.drainSeconds=-1 -expect-fail "cluster.drainSeconds"
+render --set cluster.experts.restartGraceMs=-1 -expect-fail "cluster.experts.restartGraceMs"
+# The grace period follows cluster.drainSeconds; the old per-component key is refused.
+render --set decode.terminationGracePeriodSeconds=300 -expect-fail "Additional property terminationGracePeriodSeconds"
+# The self-healing flags must reach the binaries as the cluster description says.
+printf 'decode:\n  extraArgs: [--expert-grace-ms, "5"]\n' >"$work/override-grace.yaml"
+printf 'experts:\n  extraArgs: [--drain-seconds, "1"]\n' >"$work/override-drain.yaml"
+render -f "$work/override-grace.yaml" -expect-fail "--expert-grace-ms"
+render -f "$work/override-drain.yaml" -expect-fail "--drain-seconds"
+# A cluster description outside the schema is caught.
+node -e 'const fs=require("fs"); const c=JSON.parse(fs.readFileSync(process.argv[1],"utf8"));
+  c.experts.failoverMs=50; fs.writeFileSync(process.argv[2], JSON.stringify(c))' \
+  "$src/deploy/cluster/local-ha.json" "$work/bad-cluster.json"
+render -cluster-schema "$src/deploy/cluster/cluster.schema.json" -cluster "$work/bad-cluster.json" \
+  -expect-fail "experts.failoverMs: Must be greater than or equal to 100"
 
 # The dashboard lives in the chart (Helm reads files inside the chart only); it must be
 # valid JSON with panels (tests/deploy/prometheus_dashboard_test.sh runs every query).

@@ -91,7 +91,10 @@ StatusOr<ClusterSpec> ParseClusterSpec(const std::string& text) {
   DSV3_RETURN_IF_ERROR(Field(*ex, "experts", "port", &s.expert_port, 0));
   DSV3_RETURN_IF_ERROR(Field(*ex, "experts", "threads", &s.expert_threads, 1));
   DSV3_RETURN_IF_ERROR(Field(*ex, "experts", "transport", &s.expert_transport));
+  DSV3_RETURN_IF_ERROR(Field(*ex, "experts", "failoverMs", &s.expert_failover_ms, 100));
+  DSV3_RETURN_IF_ERROR(Field(*ex, "experts", "restartGraceMs", &s.expert_restart_grace_ms, 0));
   DSV3_RETURN_IF_ERROR(Field(j, "", "metricsPort", &s.metrics_port, 0));
+  DSV3_RETURN_IF_ERROR(Field(j, "", "drainSeconds", &s.drain_seconds, 0));
   if (s.expert_workers > s.num_experts) {
     return InvalidArgument("cluster", StrCat("experts.workers (", s.expert_workers, ") exceeds experts.numExperts (",
                                              s.num_experts, ")"));

@@ -25,7 +25,9 @@ struct ClusterSpec {
   std::string kv_transport = "grpc";
   int64_t num_experts = 256, expert_workers = 2, replicas_per_slice = 1, expert_port = 50300, expert_threads = 1;
   std::string expert_transport = "grpc";
+  int64_t expert_failover_ms = 3000, expert_restart_grace_ms = 20000;
   int64_t metrics_port = 9400;
+  int64_t drain_seconds = 30;
 };
 
 // Errors name the JSON path of the offending field.

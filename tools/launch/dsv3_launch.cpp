@@ -1,8 +1,9 @@
 // dsv3-launch: starts a whole dsv3 cluster on this machine from a cluster description
 // (deploy/cluster/local.json; the same schema the Helm chart reads): expert workers, the
 // attention workers (prefill + decode, or colocated), then the gateway; waits until the
-// gateway reports ready, prints how to call it, and stops everything on Ctrl-C or when
-// any process dies.
+// gateway reports ready, prints how to call it, then supervises: a process that dies is
+// restarted on its address with exponential backoff while the others keep serving
+// (docs/RELIABILITY.md); Ctrl-C stops everything.
 //   dsv3-launch --cluster FILE [--model DIR] [--model-name NAME] [--port P] [--api-key K]
 //               [--host 127.0.0.1] [--auto-ports] [--bin-dir DIR] [--log-dir DIR]
 // --auto-ports gives every internal process a free port (tests, several clusters at once).
@@ -81,6 +82,22 @@ int HttpStatus(const std::string& host, int port, const std::string& path) {
 
 std::string Port(bool auto_ports, int64_t base, int64_t offset) {
   return std::to_string(auto_ports ? 0 : base + offset);
+}
+
+// argv with the value after `flag` replaced (restarts reuse the ports the first start got).
+std::vector<std::string> WithFlag(std::vector<std::string> argv, const std::string& flag, const std::string& value) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == flag) argv[i + 1] = value;
+  }
+  return argv;
+}
+
+// The "metrics listening on ADDR" line among a child's early stdout lines, or "".
+std::string MetricsAddress(const std::vector<std::string>& lines) {
+  for (const auto& l : lines) {
+    if (l.rfind("metrics listening on ", 0) == 0) return l.substr(21);
+  }
+  return "";
 }
 
 }  // namespace
@@ -183,15 +200,15 @@ int main(int argc, char** argv) {
       const auto [lo, hi] = ExpertSlice(w, s.expert_workers, s.num_experts);
       const std::string name = StrCat("expert-", w, r ? StrCat("-r", r) : "");
       std::vector<std::string> lines;
-      auto addr = group.Start(name,
-                              {bin_dir + "/services/expert-worker/dsv3-expert-worker", "--model", s.model_path, "--experts",
-                               StrCat(lo, "-", hi), "--listen",
-                               host + ":" + Port(auto_ports, s.expert_port, r * s.expert_workers + w), "--transport",
-                               s.expert_transport == "ucx" ? "ucx" : "grpc", "--threads", std::to_string(s.expert_threads),
-                               "--worker-id", name, "--metrics-listen", metrics_flag()},
-                              "listening on ", kStartup, {}, &lines);
+      const std::vector<std::string> args = {
+          bin_dir + "/services/expert-worker/dsv3-expert-worker", "--model", s.model_path, "--experts",
+          StrCat(lo, "-", hi), "--listen", host + ":" + Port(auto_ports, s.expert_port, r * s.expert_workers + w),
+          "--transport", s.expert_transport == "ucx" ? "ucx" : "grpc", "--threads", std::to_string(s.expert_threads),
+          "--worker-id", name, "--metrics-listen", metrics_flag(), "--drain-seconds", std::to_string(s.drain_seconds)};
+      auto addr = group.Start(name, args, "listening on ", kStartup, {}, &lines);
       if (!addr.ok()) return fail(addr.status());
       note_metrics("expert-worker", lines);
+      group.SetRestartArgv(name, WithFlag(WithFlag(args, "--listen", *addr), "--metrics-listen", MetricsAddress(lines)));
       std::fprintf(stderr, "[dsv3-launch] %s: experts %lld-%lld on %s\n", name.c_str(), static_cast<long long>(lo),
                    static_cast<long long>(hi), addr->c_str());
       experts.push_back(*addr);
@@ -210,14 +227,17 @@ int main(int argc, char** argv) {
                                        "--kv-cache-bytes", std::to_string(p.kv_cache_bytes), "--max-batch-tokens",
                                        std::to_string(p.max_batch_tokens), "--max-running", std::to_string(p.max_running),
                                        "--model-name", s.model_name, "--worker-id", name, "--metrics-listen",
-                                       metrics_flag()};
+                                       metrics_flag(), "--drain-seconds", std::to_string(s.drain_seconds)};
       if (!expert_list.empty()) {
         args.insert(args.end(), {"--expert-workers", expert_list, "--expert-transport",
-                                 s.expert_transport == "ucx" ? "ucx" : "grpc"});
+                                 s.expert_transport == "ucx" ? "ucx" : "grpc", "--expert-failover-ms",
+                                 std::to_string(s.expert_failover_ms), "--expert-grace-ms",
+                                 std::to_string(s.expert_restart_grace_ms)});
       }
       std::vector<std::string> lines;
       DSV3_ASSIGN_OR_RETURN(std::string addr, group.Start(name, args, "listening on ", kStartup, {}, &lines));
       note_metrics("attention-worker", lines);
+      group.SetRestartArgv(name, WithFlag(WithFlag(args, "--listen", addr), "--metrics-listen", MetricsAddress(lines)));
       std::fprintf(stderr, "[dsv3-launch] %s on %s\n", name.c_str(), addr.c_str());
       out->push_back(addr);
     }
@@ -237,7 +257,8 @@ int main(int argc, char** argv) {
   };
   std::vector<std::string> gw = {bin_dir + "/services/gateway/dsv3-gateway", "--listen",
                                  host + ":" + std::to_string(s.gateway_port), "--model-name", s.model_name,
-                                 "--tokenizer", s.model_path, "--max-body-bytes", std::to_string(s.max_body_bytes)};
+                                 "--tokenizer", s.model_path, "--max-body-bytes", std::to_string(s.max_body_bytes),
+                                 "--drain-seconds", std::to_string(s.drain_seconds)};
   if (!s.open_paths.empty()) gw.insert(gw.end(), {"--open-paths", join(s.open_paths)});
   if (s.attention_mode == "disaggregated") {
     gw.insert(gw.end(), {"--prefill-workers", join(prefill), "--decode-workers", join(decode)});
@@ -248,6 +269,7 @@ int main(int argc, char** argv) {
   auto url = group.Start("gateway", gw, "gateway listening on ", kStartup, {"DSV3_API_KEYS=" + api_key});
   if (!url.ok()) return fail(url.status());
   const int gw_port = std::atoi(url->substr(url->rfind(':') + 1).c_str());
+  group.SetRestartArgv("gateway", WithFlag(gw, "--listen", host + ":" + std::to_string(gw_port)));
   metric_targets.push_back({"gateway", host + ":" + std::to_string(gw_port)});
   if (!targets_file.empty()) {
     // Prometheus file_sd format: one group per process.
@@ -290,17 +312,14 @@ int main(int argc, char** argv) {
               url->c_str(), api_key.c_str(), s.model_name.c_str());
   std::printf("  Ctrl-C stops the cluster.\n");
   std::fflush(stdout);
+  // Supervision: never a teardown. A dead process is restarted where it was; the others
+  // (and the requests they serve) go on.
   while (!g_stop) {
-    int st = 0;
-    const std::string died = group.Exited(&st);
-    if (!died.empty()) {
-      std::fprintf(stderr, "[dsv3-launch] %s exited (%s); stopping the cluster. See %s\n", died.c_str(),
-                   WIFEXITED(st) ? StrCat("status ", WEXITSTATUS(st)).c_str() : StrCat("signal ", WTERMSIG(st)).c_str(),
-                   group.LogPath(died).c_str());
-      group.StopAll(std::chrono::seconds(5));
-      return 1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    group.Supervise([](const std::string& line) {
+      std::fprintf(stderr, "[dsv3-launch] %s\n", line.c_str());
+      std::fflush(stderr);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::fprintf(stderr, "[dsv3-launch] stopping (signal %d from pid %d)\n", static_cast<int>(g_stop),
                static_cast<int>(g_sender));

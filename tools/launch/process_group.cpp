@@ -7,37 +7,80 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 extern char** environ;
 
 namespace dsv3 {
 
+std::string DescribeExit(int st) {
+  if (WIFEXITED(st)) return StrCat("status ", WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return StrCat("signal ", WTERMSIG(st), " (", strsignal(WTERMSIG(st)), ")");
+  return "unknown cause";
+}
+
 StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::vector<std::string>& argv,
                                           const std::string& ready_prefix, std::chrono::seconds timeout,
                                           const std::vector<std::string>& extra_env,
                                           std::vector<std::string>* earlier_lines) {
+  Child c;
+  c.name = name;
+  c.argv = argv;
+  c.ready_prefix = ready_prefix;
+  c.extra_env = extra_env;
+  children_.push_back(std::move(c));
+  return Spawn(children_.back(), timeout, /*append_log=*/false, earlier_lines);
+}
+
+void ProcessGroup::SetRestartArgv(const std::string& name, std::vector<std::string> argv) {
+  for (auto& c : children_) {
+    if (c.name == name) c.argv = std::move(argv);
+  }
+}
+
+void ProcessGroup::WritePid(const Child& c) const {
+  // Written aside and renamed: whoever reads it sees the old pid or the new one.
+  const std::string path = PidPath(c.name), tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << c.pid << "\n";
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+StatusOr<std::string> ProcessGroup::Spawn(Child& c, std::chrono::seconds timeout, bool append_log,
+                                          std::vector<std::string>* earlier_lines) {
   int out[2];
-  if (pipe(out) != 0) return Internal("launch", StrCat("pipe: ", std::strerror(errno)));
-  const std::string log = LogPath(name);
-  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) return Internal("launch", StrCat("cannot write ", log, ": ", std::strerror(errno)));
+  if (pipe2(out, O_CLOEXEC) != 0) return Internal("launch", StrCat("pipe: ", std::strerror(errno)));
+  const std::string log = LogPath(c.name);
+  const int log_fd =
+      open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (append_log ? O_APPEND : O_TRUNC), 0644);
+  if (log_fd < 0) {
+    close(out[0]);
+    close(out[1]);
+    return Internal("launch", StrCat("cannot write ", log, ": ", std::strerror(errno)));
+  }
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  env.insert(env.end(), c.extra_env.begin(), c.extra_env.end());
   const pid_t pid = fork();
-  if (pid < 0) return Internal("launch", StrCat("fork: ", std::strerror(errno)));
+  if (pid < 0) {
+    close(out[0]);
+    close(out[1]);
+    close(log_fd);
+    return Internal("launch", StrCat("fork: ", std::strerror(errno)));
+  }
   if (pid == 0) {
     dup2(out[1], 1);
     dup2(log_fd, 2);
-    close(out[0]);
-    close(out[1]);
     setpgid(0, 0);  // Ctrl-C reaches the launcher only; it stops the children in order
     prctl(PR_SET_PDEATHSIG, SIGTERM);  // ...and a killed launcher takes them along
     if (getppid() == 1) _exit(1);      // the launcher died before prctl took effect
     std::vector<char*> args, envp;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : c.argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
@@ -47,7 +90,9 @@ StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::ve
   }
   close(out[1]);
   close(log_fd);
-  children_.push_back({name, pid, out[0]});
+  c.pid = pid;
+  c.started = std::chrono::steady_clock::now();
+  WritePid(c);
   // Read stdout lines until the ready line (everything read also goes to the log).
   std::string buf;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -64,43 +109,93 @@ StatusOr<std::string> ProcessGroup::Start(const std::string& name, const std::ve
       while ((nl = buf.find('\n')) != std::string::npos) {
         std::string line = buf.substr(0, nl);
         buf.erase(0, nl + 1);
-        if (line.rfind(ready_prefix, 0) == 0) {
-          // Keep draining stdout so the child never blocks on a full pipe.
+        if (line.rfind(c.ready_prefix, 0) == 0) {
+          // Keep draining stdout so the child never blocks on a full pipe; the pipe ends
+          // with the process.
           const int fd = out[0];
           std::thread([fd] {
             char sink[4096];
             while (read(fd, sink, sizeof(sink)) > 0) {
             }
+            close(fd);
           }).detach();
-          return line.substr(ready_prefix.size());
+          return line.substr(c.ready_prefix.size());
         }
         if (earlier_lines) earlier_lines->push_back(line);
       }
     }
     int st;
     if (waitpid(pid, &st, WNOHANG) == pid) {
-      children_.back().pid = -1;
-      return Unavailable(name, st, log);
+      close(out[0]);
+      c.pid = -1;
+      return Unavailable(c.name, st, log);
     }
   }
-  return absl::DeadlineExceededError(StrCat(name, " did not become ready within ", timeout.count(), " s; see ", log));
+  close(out[0]);
+  return absl::DeadlineExceededError(StrCat(c.name, " did not become ready within ", timeout.count(), " s; see ", log));
 }
 
 Status ProcessGroup::Unavailable(const std::string& name, int st, const std::string& log) {
-  return absl::UnavailableError(StrCat(name, " exited during startup (",
-                                       WIFEXITED(st) ? StrCat("status ", WEXITSTATUS(st)) : StrCat("signal ", WTERMSIG(st)),
-                                       "); see ", log));
+  return absl::UnavailableError(StrCat(name, " exited during startup (", DescribeExit(st), "); see ", log));
 }
 
-std::string ProcessGroup::Exited(int* status) {
+void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log) {
+  const auto now = std::chrono::steady_clock::now();
   for (auto& c : children_) {
-    if (c.pid <= 0) continue;
-    if (waitpid(c.pid, status, WNOHANG) == c.pid) {
+    if (c.given_up) continue;
+    if (c.pid > 0) {
+      int st = 0;
+      if (waitpid(c.pid, &st, WNOHANG) != c.pid) continue;
       c.pid = -1;
-      return c.name;
+      // A clean exit (a drained SIGTERM from outside) is a restart, not a crash.
+      const bool crash = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+      if (now - c.started >= policy_.stable) c.delay = std::chrono::milliseconds(0);
+      if (crash) {
+        c.crashes.push_back(now);
+        while (!c.crashes.empty() && now - c.crashes.front() > policy_.window) c.crashes.pop_front();
+        if (static_cast<int>(c.crashes.size()) >= policy_.max_crashes) {
+          c.given_up = true;
+          log(StrCat(c.name, " exited (", DescribeExit(st), "); giving up on it after ", c.crashes.size(),
+                     " crashes in ", policy_.window.count(), " s (the rest of the cluster keeps running). See ",
+                     LogPath(c.name)));
+          continue;
+        }
+        c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
+      } else {
+        c.delay = policy_.first_delay;
+      }
+      c.restart_at = now + c.delay;
+      log(StrCat(c.name, " exited (", DescribeExit(st), "); restarting in ", c.delay.count() / 1000.0, " s. See ",
+                 LogPath(c.name)));
+      continue;
     }
+    if (now < c.restart_at) continue;
+    ++c.restarts;
+    auto r = Spawn(c, policy_.ready_timeout, /*append_log=*/true, nullptr);
+    if (r.ok()) {
+      log(StrCat(c.name, " restarted on ", *r, " (restart ", c.restarts, ", pid ", c.pid, ")"));
+      continue;
+    }
+    // A failed start is a crash too: back off, and give up on a loop.
+    if (c.pid > 0) {
+      kill(c.pid, SIGKILL);
+      waitpid(c.pid, nullptr, 0);
+      c.pid = -1;
+    }
+    const auto t = std::chrono::steady_clock::now();
+    c.crashes.push_back(t);
+    while (!c.crashes.empty() && t - c.crashes.front() > policy_.window) c.crashes.pop_front();
+    if (static_cast<int>(c.crashes.size()) >= policy_.max_crashes) {
+      c.given_up = true;
+      log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; giving up on it after ", c.crashes.size(),
+                 " crashes in ", policy_.window.count(), " s (the rest of the cluster keeps running)"));
+      continue;
+    }
+    c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
+    c.restart_at = t + c.delay;
+    log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; trying again in ", c.delay.count() / 1000.0,
+               " s"));
   }
-  return "";
 }
 
 void ProcessGroup::StopAll(std::chrono::milliseconds grace) {

@@ -21,8 +21,11 @@
 // ports exist; volumes, mounts, Secrets, security settings; nvidia.com/gpu exactly where
 // values ask for GPUs; the expert slices, computed by running each expert pod's start-up
 // command for every ordinal, cover the routed experts exactly once per replica set; the
-// gateway and attention workers list exactly the pods that exist. Exit status 1 on any
-// failure, each one printed on its own line.
+// gateway and attention workers list exactly the pods that exist; every pod restarts
+// (restartPolicy Always), has a preStop delay and terminationGracePeriodSeconds =
+// cluster.drainSeconds + 5, and every binary gets the cluster description's
+// --drain-seconds (attention workers also --expert-failover-ms, --expert-grace-ms).
+// Exit status 1 on any failure, each one printed on its own line.
 package main
 
 import (
@@ -1083,6 +1086,7 @@ func (c *checker) checkAll() {
 	c.checkExpertSlices()
 	c.checkWorkerLists()
 	c.checkWorkerFlags()
+	c.checkSelfHealing()
 }
 
 func (c *checker) checkNames() {
@@ -1989,4 +1993,105 @@ func (c *checker) checkWorkerFlags() {
 			c.fail(w, "--listen %q does not use cluster.attention.%s.port", listen, role)
 		}
 	}
+}
+
+// clusterInt reads an integer of the cluster description, or the schema's default when absent.
+func (c *checker) clusterInt(def int64, keys ...string) int64 {
+	v := dig(c.values, append([]string{"cluster"}, keys...)...)
+	if v == nil {
+		return def
+	}
+	return asInt(v)
+}
+
+// checkSelfHealing: what makes Kubernetes heal and stop the cluster the way dsv3-launch
+// does locally. Every pod: restartPolicy Always, terminationGracePeriodSeconds =
+// cluster.drainSeconds + 5, a preStop delay that leaves the whole drain inside the grace
+// period; the gateway's probes on /health (liveness) and /ready (readiness), the workers'
+// on grpc.health.v1; every binary gets --drain-seconds, attention workers also
+// --expert-failover-ms and --expert-grace-ms, all equal to the cluster description's values.
+func (c *checker) checkSelfHealing() {
+	drain := c.clusterInt(30, "drainSeconds")
+	failover := c.clusterInt(3000, "experts", "failoverMs")
+	grace := c.clusterInt(20000, "experts", "restartGraceMs")
+	for _, w := range c.workloads() {
+		spec := podSpec(w)
+		if rp := asString(spec["restartPolicy"]); rp != "" && rp != "Always" {
+			c.fail(w, "restartPolicy %q (Deployments and StatefulSets restart containers: Always)", rp)
+		}
+		tgp := asInt(spec["terminationGracePeriodSeconds"])
+		if tgp != drain+5 {
+			c.fail(w, "terminationGracePeriodSeconds %v, want cluster.drainSeconds + 5 = %d", spec["terminationGracePeriodSeconds"], drain+5)
+		}
+		comp := podLabels(w)["app.kubernetes.io/component"]
+		for _, ct := range asSlice(spec["containers"]) {
+			ctm := asMap(ct)
+			where := "container " + asString(ctm["name"])
+			pre := asMap(dig(ctm, "lifecycle", "preStop"))
+			handlers := 0
+			for _, h := range []string{"exec", "httpGet", "tcpSocket", "sleep"} {
+				if pre[h] != nil {
+					handlers++
+				}
+			}
+			if handlers != 1 {
+				c.fail(w, "%s: lifecycle.preStop needs exactly one handler (a delay before SIGTERM while endpoints are removed)", where)
+			}
+			// A preStop `sleep N` (exec or the sleep action) counts against the grace period:
+			// the drain must still fit, with a second to spare for the exit.
+			delay := int64(-1)
+			if cmd := toStrings(dig(pre, "exec", "command")); len(cmd) == 2 && cmd[0] == "sleep" {
+				delay = asInt(cmd[1])
+			} else if sl := dig(pre, "sleep", "seconds"); sl != nil {
+				delay = asInt(sl)
+			}
+			if delay >= 0 && tgp >= 0 && delay+drain+1 > tgp {
+				c.fail(w, "%s: preStop sleep %d s + drainSeconds %d + 1 s to exit exceed terminationGracePeriodSeconds %d", where, delay, drain, tgp)
+			}
+			// A probe's own grace period (a hung container is not drained) must still cover
+			// the preStop delay and stay within the pod's.
+			for _, kind := range []string{"startupProbe", "livenessProbe"} {
+				if g := dig(ctm, kind, "terminationGracePeriodSeconds"); g != nil {
+					if n := asInt(g); n < delay+1 || n > tgp {
+						c.fail(w, "%s: %s.terminationGracePeriodSeconds %v: want more than the preStop delay (%d s), at most the pod's %d", where, kind, g, delay, tgp)
+					}
+				}
+			}
+			if comp == "gateway" {
+				if p := asString(dig(ctm, "livenessProbe", "httpGet", "path")); p != "/health" {
+					c.fail(w, "%s: livenessProbe path %q, want /health", where, p)
+				}
+				if p := asString(dig(ctm, "readinessProbe", "httpGet", "path")); p != "/ready" {
+					c.fail(w, "%s: readinessProbe path %q, want /ready", where, p)
+				}
+			} else {
+				for _, kind := range []string{"livenessProbe", "readinessProbe"} {
+					if dig(ctm, kind, "grpc") == nil {
+						c.fail(w, "%s: %s is not a gRPC (grpc.health.v1) probe", where, kind)
+					}
+				}
+			}
+		}
+		want := map[string]int64{"--drain-seconds": drain}
+		switch comp {
+		case "expert-worker":
+			continue // its flags come from the start-up command, checked below
+		case "attention-worker":
+			want["--expert-failover-ms"] = failover
+			want["--expert-grace-ms"] = grace
+		}
+		args := c.containerArgs(w)
+		for f, n := range want {
+			if v, has := flagValue(args, f); !has || asInt(v) != n {
+				c.fail(w, "%s %q, the cluster description says %d", f, v, n)
+			}
+		}
+	}
+	pods, _ := c.expertPods()
+	for _, p := range pods {
+		if v, has := flagValue(p.args, "--drain-seconds"); !has || asInt(v) != drain {
+			c.fail(p.sts, "pod %d: --drain-seconds %q, cluster.drainSeconds is %d", p.ordinal, v, drain)
+		}
+	}
+	c.notes = append(c.notes, fmt.Sprintf("drain %d s (grace %d s), expert failover %d ms, restart grace %d ms", drain, drain+5, failover, grace))
 }

@@ -42,7 +42,14 @@ struct EngineRequest {
 
 namespace {
 constexpr int64_t kRecentHashes = 256;
+
+// The tokens a migrated request generated before it came here (the end of its prompt).
+std::vector<int64_t> GeneratedPrefix(const GenerateParams& p) {
+  const size_t g = static_cast<size_t>(std::max<int32_t>(0, p.generated_prefix));
+  if (g == 0 || g > p.prompt.size()) return {};
+  return std::vector<int64_t>(p.prompt.end() - static_cast<std::ptrdiff_t>(g), p.prompt.end());
 }
+}  // namespace
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(Transformer& model, const EngineConfig& cfg) {
   const ModelConfig& mc = model.config();
@@ -123,6 +130,12 @@ Status Engine::Validate(const GenerateParams& p) const {
   if (p.n < 1 || p.n > cfg_.max_n) {
     return InvalidArgument("n", StrCat("n must be in [1, ", cfg_.max_n, "], got ", p.n));
   }
+  if (p.generated_prefix < 0 || p.generated_prefix >= P) {
+    return InvalidArgument("generated_prefix", StrCat("generated_prefix must be in [0, ", P, "), got ", p.generated_prefix));
+  }
+  if (p.generated_prefix > 0 && (p.n != 1 || p.prompt_logprobs >= 0)) {
+    return InvalidArgument("generated_prefix", "a migrated request (generated_prefix > 0) needs n = 1 and no prompt logprobs");
+  }
   const int64_t blocks_needed = (P + 1 + cfg_.block_size - 1) / cfg_.block_size;
   if (blocks_needed > pool_.num_blocks()) {
     return InvalidArgument("prompt", StrCat("the prompt needs ", blocks_needed, " KV blocks but this worker's cache has ",
@@ -170,8 +183,10 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Submit(GenerateParams p) {
 }
 
 std::unique_ptr<SequenceSampler> Engine::NewSampler(const GenerateParams& p, int32_t choice, uint64_t seed) {
-  return std::make_unique<SequenceSampler>(p.sampling, model_.config().vocab_size, p.prompt, seed,
-                                           static_cast<uint64_t>(choice));
+  auto s = std::make_unique<SequenceSampler>(p.sampling, model_.config().vocab_size, p.prompt, seed,
+                                             static_cast<uint64_t>(choice));
+  if (p.generated_prefix > 0) s->ResumeAfter(GeneratedPrefix(p));
+  return s;
 }
 
 std::unique_ptr<Sequence> Engine::NewSequence(EngineRequest* r, int32_t choice, std::unique_ptr<SequenceSampler> sampler) {
@@ -183,7 +198,10 @@ std::unique_ptr<Sequence> Engine::NewSequence(EngineRequest* r, int32_t choice, 
   s->prompt_len = static_cast<int64_t>(r->params.prompt.size());
   s->prompt_logprob_next = choice == 0 && r->params.prompt_logprobs >= 0 ? 1 : s->prompt_len;
   s->sampler = std::move(sampler);
-  if (r->params.sampling.json_object) s->json = std::make_unique<JsonConstraint>(token_bytes_);
+  if (r->params.sampling.json_object) {
+    s->json = std::make_unique<JsonConstraint>(token_bytes_);
+    for (int64_t t : GeneratedPrefix(r->params)) s->json->Accept(t);  // a migrated request's output so far
+  }
   return s;
 }
 

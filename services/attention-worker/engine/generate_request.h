@@ -35,6 +35,9 @@ struct GenerateParams {
   // computed in full (no prefix-cache hit) and in chunks of at most
   // SchedulerConfig::max_prompt_logit_rows tokens, since each token then needs a vocab row.
   int32_t prompt_logprobs = -1;
+  // Migration: the last generated_prefix prompt tokens are this request's own output from
+  // another worker (sampler position, penalties, JSON state); n == 1.
+  int32_t generated_prefix = 0;
 };
 
 // The prompt's latent KV and the sampling state after the first token, as a prefill

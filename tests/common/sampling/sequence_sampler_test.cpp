@@ -480,12 +480,13 @@ TEST(SequenceSampler, MatchesReferenceImplementation) {
     for (int64_t i = 0; i < 200; ++i) prompt.push_back((i * 37) % tc.vocab);
     const uint64_t seed = 1000, stream = 3;
     auto s = Make(tc.c, tc.vocab, seed, stream, prompt);
-    std::mt19937_64 g(SequenceRngSeed(seed, stream));
+    const uint64_t key = SequenceRngSeed(seed, stream);
+    uint64_t draws = 0;
     std::vector<int64_t> generated;
     for (uint64_t step = 0; step < 150; ++step) {
       auto l = RandomLogits(tc.vocab, 50000 + step, 1.5f);
       for (float& x : l) x = std::round(x * 4.0f) / 4.0f;
-      const double u = tc.c.temperature < 1e-5f ? 0.0 : static_cast<double>(g() >> 11) * 0x1.0p-53;
+      const double u = tc.c.temperature < 1e-5f ? 0.0 : SequenceUniform(key, draws++);
       const int64_t want = ReferenceSample(l, tc.c, prompt, generated, u);
       const int64_t got = s.Sample(l.data()).id;
       ASSERT_EQ(got, want) << tc.name << " step " << step;
@@ -574,9 +575,8 @@ TEST(SequenceSampler, GreedyDrawsNothingSamplingDrawsOnce) {
   c.temperature = 1.0f;
   const std::vector<float> l = {0.0f, 0.0f, 0.0f, 0.0f};  // uniform: token = floor(4u)
   auto s = Make(c, 4, 77, 5);
-  std::mt19937_64 g(SequenceRngSeed(77, 5));
-  for (int i = 0; i < 200; ++i) {
-    const double u = static_cast<double>(g() >> 11) * 0x1.0p-53;
+  for (uint64_t i = 0; i < 200; ++i) {
+    const double u = SequenceUniform(SequenceRngSeed(77, 5), i);
     ASSERT_EQ(s.Sample(l.data()).id, static_cast<int64_t>(u * 4));
   }
   auto greedy = Make(Greedy(), 4, 77, 5);
@@ -816,6 +816,47 @@ TEST(SequenceSampler, FullVocabCost) {
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
     // Informational only: timings are benchmarks' business, never a unit test's bar.
     std::printf("[ info ] %-14s %8.1f us/token (vocab %lld)\n", name, us, static_cast<long long>(V));
+  }
+}
+
+}  // namespace
+}  // namespace dsv3
+
+namespace dsv3 {
+namespace {
+
+// A request migrated to another worker after k tokens continues with the prompt plus those
+// tokens: ResumeAfter must leave the sampler exactly where the original stood (same draws,
+// same penalties), so the continuation is token for token the undisturbed one.
+TEST(SequenceSampler, ResumeAfterContinuesAsIfInPlace) {
+  SamplingConfig c;
+  c.temperature = 0.9f;
+  c.top_p = 0.95f;
+  c.presence_penalty = 0.5f;
+  c.frequency_penalty = 0.3f;
+  c.repetition_penalty = 1.2f;
+  c.seed = 99;
+  const int64_t V = 400;
+  const std::vector<int64_t> prompt = {3, 9, 27, 81};
+  SequenceSampler whole(c, V, prompt, 99, 0);
+  std::vector<int64_t> tokens;
+  for (int i = 0; i < 40; ++i) {
+    auto l = RandomLogits(V, 700 + i, 0.7f);
+    const int64_t t = whole.Sample(l.data()).id;
+    whole.Accept(t);
+    tokens.push_back(t);
+  }
+  for (size_t k : {size_t{1}, size_t{7}, size_t{39}}) {
+    std::vector<int64_t> context = prompt;
+    context.insert(context.end(), tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(k));
+    SequenceSampler moved(c, V, context, 99, 0);
+    moved.ResumeAfter(std::vector<int64_t>(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(k)));
+    for (size_t i = k; i < tokens.size(); ++i) {
+      auto l = RandomLogits(V, 700 + static_cast<int>(i), 0.7f);
+      const int64_t t = moved.Sample(l.data()).id;
+      ASSERT_EQ(t, tokens[i]) << "migrated after " << k << " tokens, differs at token " << i;
+      moved.Accept(t);
+    }
   }
 }
 

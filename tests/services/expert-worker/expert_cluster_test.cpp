@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <thread>
 
@@ -279,6 +281,209 @@ TEST(Cluster, HungWorkerHitsTheDeadline) {
     EXPECT_GE(secs, 1.4);
     EXPECT_LT(secs, 1.5 + 2.0);
     std::printf("[cluster] %s: hung worker reported after %.3f s (deadline 1.5 s)\n", transport, secs);
+  }
+}
+
+// Greedy decode of `steps` tokens after `prompt`, one token per step, with `between(step)`
+// called before each decode step (faults are injected there). Logits kept for bitwise checks.
+GreedyRun GreedyWithFault(Engine& e, const std::vector<int64_t>& prompt, int steps,
+                          const std::function<void(int)>& between) {
+  GreedyRun r;
+  auto kv = e.model->NewCache();
+  std::vector<float> logits;
+  r.status = e.model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits);
+  int64_t pos = static_cast<int64_t>(prompt.size());
+  for (int s = 0; s < steps && r.status.ok(); ++s) {
+    r.logits.push_back(logits);
+    const int64_t tok = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    r.tokens.push_back(tok);
+    if (s + 1 < steps) {
+      between(s);
+      r.status = e.model->Forward({{kv.get(), &tok, 1, pos++}}, &logits);
+    }
+  }
+  return r;
+}
+
+// Two slices x two replicas (the local-ha.json layout: replica-major).
+struct ReplicatedCluster {
+  std::vector<ChildProcess> workers;
+  std::vector<std::string> addrs;
+};
+
+void StartReplicatedCluster(const std::string& dir, const char* transport, ReplicatedCluster* c) {
+  for (const char* slice : {"0-127", "128-255", "0-127", "128-255"}) {
+    std::string a;
+    c->workers.push_back(StartExpertWorker(dir, slice, transport, &a));
+    ASSERT_FALSE(a.empty()) << "expert worker " << slice << " did not start";
+    c->addrs.push_back(a);
+  }
+}
+
+bool BitEqual(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].size() != b[i].size() || std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
+// A replica killed mid-generation costs nothing: its messages go to the other replica in
+// the same exchange, the sums are added in the same order, so every logit is bit-identical
+// to the undisturbed run; the restarted worker is probed back into service.
+TEST(ClusterFailover, KilledReplicaIsFailedOverBitExactAndComesBack) {
+  const std::string dir = MkModel();
+  for (const char* transport : {"grpc", "ucx"}) {
+    ReplicatedCluster c;
+    StartReplicatedCluster(dir, transport, &c);
+    if (HasFatalFailure()) return;
+    ExpertClusterOptions opts;
+    opts.transport = *ParseExpertTransport(transport);
+    opts.dispatch.timeout = std::chrono::milliseconds(5000);
+    opts.dispatch.failover_after = std::chrono::milliseconds(1000);
+    const auto prompt = Prompt(21);
+    auto calm = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(calm, nullptr);
+    const GreedyRun want = GreedyWithFault(*calm, prompt, 10, [](int) {});
+    ASSERT_TRUE(want.status.ok()) << want.status;
+    calm.reset();
+
+    auto e = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(e, nullptr);
+    const std::string a1 = c.addrs[1];
+    ChildProcess restarted;
+    const GreedyRun got = GreedyWithFault(*e, prompt, 10, [&](int step) {
+      if (step == 2) {  // slice 128-255, replica 0 dies mid-generation
+        c.workers[1].Kill(SIGKILL);
+        c.workers[1].Wait();
+      }
+      if (step == 5) {  // ... and comes back on its address
+        std::string again;
+        restarted = StartExpertWorker(dir, "128-255", transport, &again, a1);
+        ASSERT_EQ(again, a1);
+        for (int i = 0; i < 100 && !e->dispatcher->health().up(1); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+    ASSERT_TRUE(got.status.ok()) << transport << ": " << got.status;
+    EXPECT_EQ(got.tokens, want.tokens) << transport;
+    EXPECT_TRUE(BitEqual(got.logits, want.logits)) << transport << ": logits differ from the undisturbed run";
+    const ExchangeStats& st = e->dispatcher->stats();
+    EXPECT_GT(st.failovers, 0u) << transport;
+    EXPECT_TRUE(e->dispatcher->health().up(1)) << transport << ": the restarted worker was not probed back";
+    EXPECT_GE(e->dispatcher->health().recoveries(), 1u) << transport;
+    std::printf("[cluster] %s: replica killed at step 2, restarted at step 5: %llu messages failed over, "
+                "tokens and logits bit-identical\n",
+                transport, static_cast<unsigned long long>(st.failovers));
+  }
+}
+
+// A hung replica (SIGSTOP: sockets open, nothing answers) is failed over once failover_after
+// passes, well before the exchange deadline; SIGCONT brings it back through the prober.
+TEST(ClusterFailover, HungReplicaIsFailedOverAfterTheFailoverDeadline) {
+  const std::string dir = MkModel();
+  for (const char* transport : {"grpc", "ucx"}) {
+    ReplicatedCluster c;
+    StartReplicatedCluster(dir, transport, &c);
+    if (HasFatalFailure()) return;
+    ExpertClusterOptions opts;
+    opts.transport = *ParseExpertTransport(transport);
+    opts.dispatch.timeout = std::chrono::milliseconds(8000);
+    opts.dispatch.failover_after = std::chrono::milliseconds(600);
+    const auto prompt = Prompt(13);
+    auto local = MakeEngine(dir, {});
+    const GreedyRun want = Greedy(*local, prompt, 6);
+    auto e = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(e, nullptr);
+    double stalled = 0;
+    const GreedyRun got = GreedyWithFault(*e, prompt, 6, [&](int step) {
+      if (step == 1) c.workers[1].Kill(SIGSTOP);
+      if (step == 2) stalled = e->dispatcher->stats().last_seconds;
+    });
+    ASSERT_TRUE(got.status.ok()) << transport << ": " << got.status;
+    EXPECT_EQ(got.tokens, want.tokens) << transport;
+    EXPECT_FALSE(e->dispatcher->health().up(1));
+    c.workers[1].Kill(SIGCONT);
+    bool back = false;
+    for (int i = 0; i < 100 && !back; ++i) {
+      back = e->dispatcher->health().up(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(back) << transport << ": SIGCONT'd worker not probed back within 5 s";
+    std::printf("[cluster] %s: hung replica failed over (%llu messages); worker back after SIGCONT: %s\n", transport,
+                static_cast<unsigned long long>(e->dispatcher->stats().failovers), back ? "yes" : "no");
+    EXPECT_GT(e->dispatcher->stats().failovers, 0u);
+    (void)stalled;
+  }
+}
+
+// Without replicas, an exchange whose only owner died waits (its batch and KV kept) up to
+// the restart grace: a worker restarted within it costs nothing; past it the step fails
+// with today's error naming the worker.
+TEST(ClusterFailover, OnlyOwnerRestartedWithinTheGraceIsWaitedFor) {
+  const std::string dir = MkModel();
+  const auto prompt = Prompt(9);
+  auto local = MakeEngine(dir, {});
+  const GreedyRun want = Greedy(*local, prompt, 6);
+  {
+    TwoWorkerCluster c;
+    for (const char* slice : {"0-127", "128-255"}) {
+      std::string a;
+      c.workers.push_back(StartExpertWorker(dir, slice, "grpc", &a));
+      ASSERT_FALSE(a.empty());
+      c.addrs.push_back(a);
+    }
+    ExpertClusterOptions opts;
+    opts.dispatch.timeout = std::chrono::milliseconds(3000);
+    opts.dispatch.restart_grace = std::chrono::milliseconds(15000);
+    auto e = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(e, nullptr);
+    std::thread restarter;
+    ChildProcess again;
+    const GreedyRun got = GreedyWithFault(*e, prompt, 6, [&](int step) {
+      if (step != 2) return;
+      c.workers[1].Kill(SIGKILL);
+      c.workers[1].Wait();
+      restarter = std::thread([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        std::string a;
+        again = StartExpertWorker(dir, "128-255", "grpc", &a, c.addrs[1]);
+      });
+    });
+    if (restarter.joinable()) restarter.join();
+    ASSERT_TRUE(got.status.ok()) << got.status;
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_GE(e->dispatcher->stats().held_exchanges, 1u);
+    std::printf("[cluster] only owner killed and restarted 1.5 s later: %llu exchange(s) held, tokens equal\n",
+                static_cast<unsigned long long>(e->dispatcher->stats().held_exchanges));
+  }
+  {
+    TwoWorkerCluster c;
+    StartTwoWorkerCluster(dir, "grpc", std::chrono::milliseconds(3000), prompt, &c);
+    if (HasFatalFailure()) return;
+    // A short grace, nobody restarts it: the error comes after the grace, naming the worker.
+    ExpertClusterOptions opts;
+    opts.dispatch.timeout = std::chrono::milliseconds(3000);
+    opts.dispatch.restart_grace = std::chrono::milliseconds(1200);
+    auto e = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(e, nullptr);
+    auto kv = e->model->NewCache();
+    std::vector<float> logits;
+    ASSERT_TRUE(e->model->Forward({{kv.get(), prompt.data(), static_cast<int64_t>(prompt.size()), 0}}, &logits).ok());
+    c.workers[1].Kill(SIGKILL);
+    c.workers[1].Wait();
+    const int64_t tok = 5;
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = e->model->Forward({{kv.get(), &tok, 1, static_cast<int64_t>(prompt.size())}}, &logits);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(std::string(st.message()).find(c.addrs[1]), std::string::npos) << st;
+    EXPECT_NE(std::string(st.message()).find("128-255"), std::string::npos) << st;
+    EXPECT_GE(secs, 1.0) << "failed before the grace period";
+    EXPECT_LT(secs, 1.2 + 3.0);
+    std::printf("[cluster] only owner gone past a 1.2 s grace: failed after %.2f s: %s\n", secs,
+                std::string(st.message()).c_str());
   }
 }
 

@@ -146,9 +146,44 @@ tolerations:
 affinity:
   {{- . | nindent 2 }}
 {{- end }}
-{{- with .pod.terminationGracePeriodSeconds }}
-terminationGracePeriodSeconds: {{ int . }}
+{{- /* Deployments and StatefulSets only allow Always; written out because the kubelet
+     restarting a crashed or liveness-failed container in place is the self-healing the
+     local supervisor (dsv3-launch) gives: deploy/helm/README.md, "Self-healing on Kubernetes". */}}
+restartPolicy: Always
+{{- /* The preStop delay (dsv3.lifecycle), then --drain-seconds, then 2 s to exit. */}}
+terminationGracePeriodSeconds: {{ add (include "dsv3.drainSeconds" .root) 5 }}
 {{- end }}
+
+{{/* cluster.drainSeconds (schema default 30). hasKey, not `default`: 0 is a valid value. */}}
+{{- define "dsv3.drainSeconds" -}}
+{{- if hasKey .Values.cluster "drainSeconds" }}{{ int .Values.cluster.drainSeconds }}{{ else }}30{{ end }}
+{{- end }}
+
+{{/* cluster.experts.failoverMs (schema default 3000). */}}
+{{- define "dsv3.expertFailoverMs" -}}
+{{- if hasKey .Values.cluster.experts "failoverMs" }}{{ int .Values.cluster.experts.failoverMs }}{{ else }}3000{{ end }}
+{{- end }}
+
+{{/* cluster.experts.restartGraceMs (schema default 20000; 0 is valid). */}}
+{{- define "dsv3.expertGraceMs" -}}
+{{- if hasKey .Values.cluster.experts "restartGraceMs" }}{{ int .Values.cluster.experts.restartGraceMs }}{{ else }}20000{{ end }}
+{{- end }}
+
+{{/* Container lifecycle: a preStop delay before SIGTERM. Deleting a pod removes it from
+     its Services' endpoints at the same moment the kubelet starts stopping it, but
+     kube-proxy, Ingress controllers and load balancers apply that removal a little later;
+     a process that stopped taking connections at once would refuse the requests still
+     being routed to it in between. So the kubelet first runs `sleep 3` (the process keeps
+     serving meanwhile), then sends SIGTERM: the process reports not ready, drains for up
+     to cluster.drainSeconds and exits 0. terminationGracePeriodSeconds (dsv3.podCommon)
+     is drainSeconds + 5: these 3 s, the drain, and 2 s for the exit itself, so a full
+     drain ends in a clean exit rather than SIGKILL. The kubelet stops liveness probes
+     once deletion starts, so a draining (not ready) process is not restarted. */}}
+{{- define "dsv3.lifecycle" -}}
+lifecycle:
+  preStop:
+    exec:
+      command: [sleep, "3"]
 {{- end }}
 
 {{/* Pod template annotations as YAML, empty when none. (dict "root" $ "pod" $podSection "extra" (dict ...)) */}}
@@ -229,7 +264,18 @@ terminationGracePeriodSeconds: {{ int . }}
   grpc:
     port: {{ $port }}
   {{- toYaml (index $.probes $kind) | nindent 2 }}
+  {{- if ne $kind "readiness" }}
+  terminationGracePeriodSeconds: {{ include "dsv3.probeKillGraceSeconds" $ }}
+  {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* A container killed because its startup or liveness probe failed is hung or never came
+     up: draining it is pointless, so it gets 5 s (the preStop delay and 2 s) instead of
+     the pod's drainSeconds + 5 before SIGKILL, and restarts sooner. Probe-level
+     terminationGracePeriodSeconds: GA in Kubernetes 1.28, on by default since 1.25. */}}
+{{- define "dsv3.probeKillGraceSeconds" -}}
+5
 {{- end }}
 
 {{/* Checks that the schema cannot express. Rendered by templates/validate.yaml. */}}
