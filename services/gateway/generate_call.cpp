@@ -129,7 +129,15 @@ void GenerateCall::OnStreamDone(Phase phase, const grpc::Status& s) {
     return;
   }
   if (!s.ok()) {
-    const std::string addr = lease_ ? lease_->client().address() : "";
+    std::string addr = lease_ ? lease_->client().address() : "";
+    // A prefill worker whose KV push failed is fine; the decode worker it pushed to is not
+    // (dead or draining): blame that one, and let the prefill worker be picked again.
+    if (phase == Phase::kPrefill && decode_lease_ &&
+        s.error_message().find("KV transfer to decode worker") != std::string::npos) {
+      tried_.erase(addr);
+      addr = decode_lease_->client().address();
+      tried_.insert(addr);
+    }
     const bool retry = !started && phase != Phase::kDecode && Retryable(s.error_code()) && attempts_ < kMaxAttempts;
     const bool migrate = !retry && started && Migratable(s.error_code()) && PrepareMigration();
     if (migrate) {

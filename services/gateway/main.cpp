@@ -54,7 +54,9 @@ int main(int argc, char** argv) {
 
   GatewayMetrics metrics;
   Router router(config->router, &metrics);
-  router.Start();
+  // The first poll round before listening: a (re)started gateway knows its workers before
+  // its first request, instead of answering 503 for a poll interval.
+  router.Start(/*wait_first_poll=*/true);
   const size_t num_keys = keys->size();
   OpenAiApi api(*config, **tokenizer, **chat, router, metrics, std::move(*keys));
   HttpServer server(*config, api, metrics);

@@ -109,8 +109,9 @@ ApiError FromStatus(const Status& s, std::string_view param) {
     case absl::StatusCode::kNotFound:
       return NotFoundError(msg);
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kResourceExhausted:
       return Unavailable(msg, 1);
+    case absl::StatusCode::kResourceExhausted:  // every worker's queue is full: back off
+      return TooManyRequests(msg, 1);
     default:
       return ServerError(msg);
   }

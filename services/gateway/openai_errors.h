@@ -55,7 +55,7 @@ class ApiOr {
 };
 
 // A Status from below the edge (tokenizer, template, worker) as an error object:
-// InvalidArgument -> 400 naming `param`, Unavailable/ResourceExhausted -> 503, others 500.
+// InvalidArgument -> 400 naming `param`, Unavailable -> 503, ResourceExhausted (full queues) -> 429, others 500.
 ApiError FromStatus(const Status& s, std::string_view param);
 
 }  // namespace dsv3::gateway

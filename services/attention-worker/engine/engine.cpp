@@ -38,6 +38,7 @@ struct EngineRequest {
   int64_t completion_tokens = 0;
   RequestOutput pending;
   bool has_pending = false;
+  std::shared_ptr<void> admission_ticket;  // releases the request's admission share
 };
 
 namespace {
@@ -56,8 +57,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(Transformer& model, const Engin
   if (cfg.block_size <= 0 || cfg.block_size > 1024) {
     return InvalidArgument("engine", StrCat("block size ", cfg.block_size, " outside [1, 1024]"));
   }
-  if (cfg.scheduler.max_batch_tokens <= 0 || cfg.scheduler.max_running <= 0) {
-    return InvalidArgument("engine", "max_batch_tokens and max_running must be positive");
+  if (cfg.scheduler.max_batch_tokens <= 0 || cfg.scheduler.max_running <= 0 || cfg.max_queued_requests <= 0 ||
+      cfg.max_queued_prompt_tokens <= 0) {
+    return InvalidArgument("engine", "max_batch_tokens, max_running, max_queued_requests and max_queued_prompt_tokens must be positive");
   }
   const int64_t block_bytes = mc.num_hidden_layers * cfg.block_size * mc.latent_dim() * 4;
   const int64_t blocks = cfg.num_blocks > 0 ? cfg.num_blocks : cfg.kv_cache_bytes / block_bytes;
@@ -173,7 +175,25 @@ Status Engine::EnsureTokenBytes() {
 StatusOr<std::shared_ptr<OutputStream>> Engine::Submit(GenerateParams p) {
   if (p.sampling.json_object) (void)EnsureTokenBytes();  // Validate reports a failure
   DSV3_RETURN_IF_ERROR(Validate(p));
+  const int64_t tokens = static_cast<int64_t>(p.prompt.size());
+  const int64_t before = admission_.requests.fetch_add(1);
+  const int64_t tokens_before = admission_.prompt_tokens.fetch_add(tokens);
+  if (before >= cfg_.max_queued_requests || (before > 0 && tokens_before + tokens > cfg_.max_queued_prompt_tokens)) {
+    admission_.requests.fetch_sub(1);
+    admission_.prompt_tokens.fetch_sub(tokens);
+    return absl::ResourceExhaustedError(
+        before >= cfg_.max_queued_requests
+            ? StrCat("attention worker ", cfg_.worker_id, " is full: ", before,
+                     " requests admitted (--max-queued-requests ", cfg_.max_queued_requests, ")")
+            : StrCat("attention worker ", cfg_.worker_id, " is full: ", tokens_before, " prompt tokens queued (+", tokens,
+                     " over --max-queued-prompt-tokens ", cfg_.max_queued_prompt_tokens, ")"));
+  }
   auto r = std::make_shared<EngineRequest>();
+  Admission* adm = &admission_;
+  r->admission_ticket = std::shared_ptr<void>(nullptr, [adm, tokens](void*) {
+    adm->requests.fetch_sub(1);
+    adm->prompt_tokens.fetch_sub(tokens);
+  });
   r->params = std::move(p);
   r->out = std::make_shared<OutputStream>();
   r->arrival = std::chrono::steady_clock::now();

@@ -44,6 +44,12 @@ struct EngineConfig {
   std::string worker_id = "attention-0";
   double import_ttl_seconds = 60;        // imported KV not resumed by then is freed
   int64_t max_n = 16;
+  // Admission: requests (and their prompt tokens) accepted and not yet finished; beyond
+  // either bound Submit answers RESOURCE_EXHAUSTED (the gateway tries another worker, then
+  // answers 429 with Retry-After). A prompt alone is always admitted (its own length is
+  // bounded by the context).
+  int64_t max_queued_requests = 1024;
+  int64_t max_queued_prompt_tokens = 1 << 20;
   EngineObserver* observer = nullptr;    // metrics; must outlive the engine
   // Where tokenizer.json is (the checkpoint directory): the vocabulary's bytes for
   // constrained decoding (json_object), loaded on the first such request. Empty: such
@@ -135,6 +141,12 @@ class Engine {
   KvCacheManager kv_;
   Scheduler sched_;
   std::mt19937_64 seed_source_;  // seeds for requests without one
+  // Admitted, unfinished requests and their prompt tokens (Submit runs on callers' threads;
+  // a request's ticket gives its share back when the engine drops the request).
+  struct Admission {
+    std::atomic<int64_t> requests{0}, prompt_tokens{0};
+  };
+  Admission admission_;
 
   std::unordered_map<std::string, std::vector<std::shared_ptr<EngineRequest>>> by_id_;  // engine thread
   std::vector<EngineRequest*> touched_;  // requests with pending output this step

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -617,6 +618,82 @@ TEST_F(EngineTest, PrefillOnOneEngineAndDecodeOnAnotherMatchColocated) {
   }
   EXPECT_EQ(decode->load().kv_blocks_free, decode->load().kv_blocks_total);
   EXPECT_EQ(prefill->load().kv_blocks_free, prefill->load().kv_blocks_total);
+}
+
+// A request migrated after k tokens (the gateway moved it off a dead worker) continues on
+// a fresh engine with prompt + those k tokens, generated_prefix = k: greedy and seeded
+// sampled continuations (with penalties) equal the undisturbed run's remaining tokens.
+TEST_F(EngineTest, MigratedRequestContinuesTheUndisturbedOne) {
+  std::mt19937_64 rng(21);
+  auto e = MakeEngine();
+  for (float temperature : {0.0f, 0.9f}) {
+    auto p = Greedy("whole", RandomPrompt(rng, 33, V_), 16);
+    p.sampling.temperature = temperature;
+    p.sampling.top_p = 0.95f;
+    p.sampling.seed = 4242;
+    p.sampling.presence_penalty = 0.4f;
+    p.sampling.frequency_penalty = 0.2f;
+    Result whole = RunAlone(*e, p);
+    ASSERT_TRUE(whole.error.ok()) << whole.error;
+    ASSERT_EQ(whole.tokens[0].size(), 16u);
+    for (int k : {1, 6, 15}) {
+      auto q = p;
+      q.request_id = "moved";
+      q.prompt.insert(q.prompt.end(), whole.tokens[0].begin(), whole.tokens[0].begin() + k);
+      q.generated_prefix = k;
+      q.max_tokens = 16 - k;
+      auto fresh = MakeEngine();  // another worker: nothing cached
+      Result rest = RunAlone(*fresh, q);
+      ASSERT_TRUE(rest.error.ok()) << rest.error;
+      const std::vector<int64_t> want(whole.tokens[0].begin() + k, whole.tokens[0].end());
+      const std::vector<SampledToken> want_lp(whole.lps[0].begin() + k, whole.lps[0].end());
+      EXPECT_EQ(ExpectEquivalent(want, want_lp, rest.tokens[0], rest.lps[0],
+                                 StrCat("temperature ", temperature, ", migrated after ", k)),
+                16 - k);
+    }
+  }
+  // The contract: n = 1, no prompt logprobs, a prefix inside the prompt.
+  auto bad = Greedy("bad", {5, 6, 7}, 4);
+  bad.generated_prefix = 3;
+  EXPECT_FALSE(e->Submit(bad).ok());
+  bad.generated_prefix = 1;
+  bad.n = 2;
+  EXPECT_FALSE(e->Submit(bad).ok());
+}
+
+// Admission: past --max-queued-requests (or queued prompt tokens) Submit answers
+// RESOURCE_EXHAUSTED naming the limit; finished requests give their share back.
+TEST_F(EngineTest, AdmissionBoundsQueuedRequestsAndPromptTokens) {
+  EngineConfig cfg;
+  cfg.max_queued_requests = 3;
+  cfg.max_queued_prompt_tokens = 100;
+  auto e = MakeEngine(cfg);
+  std::mt19937_64 rng(5);
+  std::vector<std::shared_ptr<OutputStream>> held;
+  for (int i = 0; i < 3; ++i) {
+    auto s = e->Submit(Greedy(StrCat("q", i), RandomPrompt(rng, 20, V_), 30));
+    ASSERT_TRUE(s.ok()) << s.status();
+    held.push_back(*s);
+  }
+  auto over = e->Submit(Greedy("over", RandomPrompt(rng, 20, V_), 4));
+  ASSERT_FALSE(over.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(over.status())) << over.status();
+  EXPECT_NE(std::string(over.status().message()).find("max-queued-requests"), std::string::npos) << over.status();
+  for (auto& h : held) ASSERT_TRUE(Collect(h, 1).error.ok());
+  held.clear();
+  // Everything finished: room again. Two prompts of 60 tokens exceed 100 queued tokens.
+  bool admitted = false;
+  for (int i = 0; i < 200 && !admitted; ++i) {  // the engine drops finished requests just after their last output
+    auto s = e->Submit(Greedy("again", RandomPrompt(rng, 60, V_), 30));
+    admitted = s.ok();
+    if (admitted) held.push_back(*s);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(admitted);
+  auto big = e->Submit(Greedy("big", RandomPrompt(rng, 60, V_), 4));
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(std::string(big.status().message()).find("max-queued-prompt-tokens"), std::string::npos) << big.status();
+  for (auto& h : held) ASSERT_TRUE(Collect(h, 1).error.ok());
 }
 
 TEST_F(EngineTest, UnclaimedImportsExpire) {
