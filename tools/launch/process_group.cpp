@@ -16,6 +16,15 @@ extern char** environ;
 
 namespace dsv3 {
 
+namespace {
+// "0.5", "10", "0.02": seconds for log lines.
+std::string Secs(std::chrono::milliseconds ms) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%g", static_cast<double>(ms.count()) / 1000.0);
+  return b;
+}
+}  // namespace
+
 std::string DescribeExit(int st) {
   if (WIFEXITED(st)) return StrCat("status ", WEXITSTATUS(st));
   if (WIFSIGNALED(st)) return StrCat("signal ", WTERMSIG(st), " (", strsignal(WTERMSIG(st)), ")");
@@ -165,7 +174,7 @@ void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log)
         c.delay = policy_.first_delay;
       }
       c.restart_at = now + c.delay;
-      log(StrCat(c.name, " exited (", DescribeExit(st), "); restarting in ", c.delay.count() / 1000.0, " s. See ",
+      log(StrCat(c.name, " exited (", DescribeExit(st), "); restarting in ", Secs(c.delay), " s. See ",
                  LogPath(c.name)));
       continue;
     }
@@ -193,7 +202,7 @@ void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log)
     }
     c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
     c.restart_at = t + c.delay;
-    log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; trying again in ", c.delay.count() / 1000.0,
+    log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; trying again in ", Secs(c.delay),
                " s"));
   }
 }

@@ -78,6 +78,9 @@ grpc::Status FakeAttentionWorker::Generate(grpc::ServerContext* ctx, const attn:
     r.set_prefill_only(false);
     start = 1;
   }
+  // A migrated request continues the script where its first worker stopped, as a real
+  // worker continues the model's output.
+  if (req->generated_prefix() > 0) start = req->generated_prefix();
   const int n = r.n() > 0 ? r.n() : 1;
   const int64_t last = r.prompt_ids_size() > 0 ? r.prompt_ids(r.prompt_ids_size() - 1) : 0;
   auto token_at = [&](int i) -> int64_t {
@@ -88,7 +91,8 @@ grpc::Status FakeAttentionWorker::Generate(grpc::ServerContext* ctx, const attn:
   std::vector<bool> done(static_cast<size_t>(n), false);
   int completion = 0;
   for (int i = start;; ++i) {
-    if (script.fail_after_tokens >= 0 && i >= script.fail_after_tokens) {
+    if (script.fail_after_tokens >= 0 && i >= script.fail_after_tokens &&
+        !(script.fail_fresh_only && req->generated_prefix() > 0)) {
       return grpc::Status(script.fail_code, "scripted failure");
     }
     if (script.token_delay_ms > 0) {

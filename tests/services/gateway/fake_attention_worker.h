@@ -39,6 +39,7 @@ struct FakeScript {
   std::vector<int64_t> tokens;  // empty: arithmetic tokens
   int token_delay_ms = 0;
   int fail_after_tokens = -1;   // >= 0: fail once this many tokens per choice were sent
+  bool fail_fresh_only = false; // the failure spares migrated requests (generated_prefix > 0)
   grpc::StatusCode fail_code = grpc::StatusCode::UNAVAILABLE;
   int cached_prompt_tokens = 0;
 };

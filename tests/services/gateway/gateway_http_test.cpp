@@ -636,16 +636,64 @@ TEST(GatewayWorkers, RetryOnAnotherWorkerBeforeTheFirstToken) {
   }
   EXPECT_EQ(ok, 2) << r1.body << r2.body;
   EXPECT_GE(a->generate_calls() + b->generate_calls(), 3);  // at least one retry happened
-  // After the first token there is no retry: the stream ends with an error event.
+}
+
+// After the first token a dead worker's request migrates: the other worker gets the prompt
+// plus the tokens already streamed (generated_prefix), the remaining max_tokens and the
+// same seed, and the client's stream goes on with nothing repeated or missing. When every
+// worker keeps failing, the stream ends with an error event after kMaxMigrations moves.
+TEST(GatewayWorkers, MidStreamFailureMigratesToAnotherWorker) {
+  SKIP_WITHOUT_TOKENIZER();
+  auto a = FakeAttentionWorker::Start({});
+  auto b = FakeAttentionWorker::Start({});
+  ASSERT_TRUE(a && b);
   FakeScript mid;
   mid.tokens = Ids("one two three");
   mid.fail_after_tokens = 1;
+  mid.fail_fresh_only = true;
+  a->SetScript(mid);
+  b->SetScript(mid);
+  GatewayProcess gw = StartGateway({"--workers", a->address() + "," + b->address()});
+  ASSERT_GT(gw.port, 0);
+  ASSERT_TRUE(WaitAllUp(gw.port));
+  HttpResponse r = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions",
+                                   Chat("x", {{"stream", true}, {"max_tokens", 10}, {"temperature", 0.7}}).dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string content;
+  for (const auto& d : SseData(r.body)) {
+    if (d == "[DONE]") continue;
+    const auto j = json::parse(d);
+    ASSERT_FALSE(j.contains("error")) << d;
+    const auto& delta = j["choices"][0]["delta"];
+    if (delta.contains("content") && delta["content"].is_string()) content += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(content, "one two three");
+  EXPECT_EQ(SseData(r.body).back(), "[DONE]");
+  std::vector<attn::GenerateRequest> reqs = a->requests();
+  for (const auto& q : b->requests()) reqs.push_back(q);
+  ASSERT_EQ(reqs.size(), 2u);
+  const auto& first = reqs[0].generated_prefix() == 0 ? reqs[0] : reqs[1];
+  const auto& moved = reqs[0].generated_prefix() == 0 ? reqs[1] : reqs[0];
+  EXPECT_EQ(moved.generated_prefix(), 1);
+  ASSERT_EQ(moved.prompt_ids_size(), first.prompt_ids_size() + 1);
+  EXPECT_EQ(moved.prompt_ids(moved.prompt_ids_size() - 1), Ids("one two three")[0]);
+  EXPECT_EQ(moved.max_tokens(), first.max_tokens() - 1);
+  EXPECT_TRUE(first.sampling().has_seed()) << "the gateway seeds every request so a migration continues its stream";
+  EXPECT_EQ(moved.sampling().seed(), first.sampling().seed());
+  EXPECT_FALSE(a->requests().empty() || b->requests().empty()) << "the migrated request went to the other worker";
+
+  // Every worker fails every time: after kMaxMigrations moves the stream ends with an error.
+  mid.fail_fresh_only = false;
   a->SetScript(mid);
   b->SetScript(mid);
   ASSERT_TRUE(WaitAllUp(gw.port));
   const int before = a->generate_calls() + b->generate_calls();
   HttpResponse r3 = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions", Chat("x", {{"stream", true}}).dump());
-  EXPECT_EQ(a->generate_calls() + b->generate_calls(), before + 1);
+  // At least one move, at most kMaxMigrations (3); fewer when the router has marked both
+  // workers down in between (then "no attention worker is available").
+  const int calls = a->generate_calls() + b->generate_calls() - before;
+  EXPECT_GE(calls, 2);
+  EXPECT_LE(calls, 1 + 3);
   EXPECT_TRUE(json::parse(SseData(r3.body).back()).contains("error"));
 }
 
@@ -705,6 +753,40 @@ TEST(GatewayWorkers, SigtermStopsCleanly) {
   const int status = gw.proc.Wait();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// SIGTERM drains: a stream in flight runs to its end ([DONE]), new connections are refused,
+// and the gateway then exits 0 well before --drain-seconds.
+TEST(GatewayWorkers, SigtermDrainsStreamsInFlight) {
+  SKIP_WITHOUT_TOKENIZER();
+  auto w = FakeAttentionWorker::Start({});
+  FakeScript slow;
+  slow.tokens = Ids("one two three four five six seven eight");
+  slow.token_delay_ms = 150;
+  w->SetScript(slow);
+  GatewayProcess gw = StartGateway({"--workers", w->address(), "--drain-seconds", "20"});
+  ASSERT_GT(gw.port, 0);
+  ASSERT_TRUE(WaitAllUp(gw.port));
+  HttpResponse streamed;
+  std::thread client([&] {
+    streamed = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions", Chat("x", {{"stream", true}}).dump());
+  });
+  for (int i = 0; i < 200 && w->active() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(w->active(), 1) << "the stream did not reach the worker";
+  const auto t0 = std::chrono::steady_clock::now();
+  gw.proc.Kill(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  HttpResponse refused = HttpRequestOnce(gw.port, "GET", "/health", "");
+  EXPECT_NE(refused.status, 200) << "a draining gateway takes no new connections";
+  client.join();
+  const int status = gw.proc.Wait();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(streamed.status, 200);
+  const auto data = SseData(streamed.body);
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data.back(), "[DONE]") << streamed.body;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_LT(secs, 10.0) << "exits once the stream is done, not after the whole drain period";
 }
 
 }  // namespace
