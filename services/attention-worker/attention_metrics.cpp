@@ -83,6 +83,11 @@ AttentionMetrics::AttentionMetrics(const ModelConfig& cfg, const AttentionMetric
                    .Add({{"transport", opts.expert_transport}}, ExponentialBuckets(0.0001, 2.0, 17));
   exchange_errors_ = counter("dsv3_attention_expert_exchange_failures_total",
                              "Forward steps failed by the expert exchange (worker died, deadline).");
+  expert_failovers_ = counter("dsv3_attention_expert_failovers_total",
+                              "Expert messages sent again to another worker (dead, hung or draining worker).");
+  expert_held_ = counter("dsv3_attention_expert_held_exchanges_total",
+                         "MoE exchanges that waited for the only owner of some experts to come back.");
+  experts_down_ = gauge("dsv3_attention_expert_workers_down", "Expert workers marked down and being probed.");
   routed_ = &BuildCounter()
                  .Name("dsv3_attention_expert_routed_tokens_total")
                  .Help("Token-to-expert assignments by MoE layer and expert (or routing group on large models).")
@@ -121,6 +126,13 @@ void AttentionMetrics::OnStep(const StepInfo& step) {
   if (!dispatcher_) return;
   // One exchange per MoE layer per step: the per-layer deltas are the latencies.
   const ExchangeStats& st = dispatcher_->stats();
+  if (st.failovers > failovers_seen_) expert_failovers_->Increment(static_cast<double>(st.failovers - failovers_seen_));
+  if (st.held_exchanges > held_seen_) expert_held_->Increment(static_cast<double>(st.held_exchanges - held_seen_));
+  failovers_seen_ = st.failovers;
+  held_seen_ = st.held_exchanges;
+  int64_t down = 0;
+  for (bool up : dispatcher_->health().Snapshot()) down += up ? 0 : 1;
+  experts_down_->Set(static_cast<double>(down));
   for (size_t l = 0; l < st.exchanges_per_layer.size() && l < exchanges_seen_.size(); ++l) {
     const uint64_t n = st.exchanges_per_layer[l] - exchanges_seen_[l];
     if (n == 0) continue;

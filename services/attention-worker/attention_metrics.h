@@ -67,6 +67,11 @@ class AttentionMetrics final : public EngineObserver {
   prometheus::Family<prometheus::Histogram>* kv_seconds_;
   prometheus::Family<prometheus::Counter>* routed_;
   prometheus::Counter* exchange_errors_;
+  // Self-healing (docs/RELIABILITY.md): messages failed over to another expert worker,
+  // exchanges held for a restart, expert workers marked down now.
+  prometheus::Counter *expert_failovers_, *expert_held_;
+  prometheus::Gauge* experts_down_;
+  uint64_t failovers_seen_ = 0, held_seen_ = 0;  // engine thread
   std::mutex kv_mu_;  // Family::Add from service threads
 
   // Routed-token counts: [layer][bucket], bucket = expert or routing group.

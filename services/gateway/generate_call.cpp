@@ -53,9 +53,13 @@ void GenerateCall::Attempt() {
   std::unique_ptr<WorkerLease> decode;
   if (pd && lease) decode = router_.Pick(WorkerRole::kDecode, prompt_, tried_);
   if (!lease || (pd && !decode)) {
+    // Every worker tried and failed: say why the last one did (a full queue is a 429,
+    // not a 503); otherwise none is up.
+    const Status why = !last_failure_.ok() ? last_failure_
+                                           : absl::UnavailableError(pd ? "no prefill/decode attention worker is available"
+                                                                       : "no attention worker is available");
     l.unlock();
-    Finish(absl::UnavailableError(pd ? "no prefill/decode attention worker is available"
-                                     : "no attention worker is available"));
+    Finish(why);
     return;
   }
   tried_.insert(lease->client().address());
@@ -145,6 +149,7 @@ void GenerateCall::OnStreamDone(Phase phase, const grpc::Status& s) {
       tried_.clear();
       if (!addr.empty()) tried_.insert(addr);
     }
+    if (retry || migrate) last_failure_ = FromGrpc(s, StrCat("attention worker ", addr));
     l.unlock();
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE && !addr.empty()) router_.ReportUnreachable(addr, s.error_message());
     if (retry || migrate) {

@@ -80,6 +80,7 @@ class GenerateCall : public std::enable_shared_from_this<GenerateCall> {
   std::vector<int64_t> generated_;  // choice 0's tokens so far (n = 1: what a migration carries)
   bool choice_ended_ = false;       // choice 0 got its finish reason
   int migrations_ = 0;
+  Status last_failure_;  // why the previous attempt failed: the answer when no worker is left
 };
 
 }  // namespace dsv3::gateway

@@ -320,6 +320,14 @@ void StartReplicatedCluster(const std::string& dir, const char* transport, Repli
   }
 }
 
+ExpertClusterOptions FailoverOptions(const char* transport, int timeout_ms, int failover_ms) {
+  ExpertClusterOptions opts;
+  opts.transport = *ParseExpertTransport(transport);
+  opts.dispatch.timeout = std::chrono::milliseconds(timeout_ms);
+  opts.dispatch.failover_after = std::chrono::milliseconds(failover_ms);
+  return opts;
+}
+
 bool BitEqual(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -337,10 +345,7 @@ TEST(ClusterFailover, KilledReplicaIsFailedOverBitExactAndComesBack) {
     ReplicatedCluster c;
     StartReplicatedCluster(dir, transport, &c);
     if (HasFatalFailure()) return;
-    ExpertClusterOptions opts;
-    opts.transport = *ParseExpertTransport(transport);
-    opts.dispatch.timeout = std::chrono::milliseconds(5000);
-    opts.dispatch.failover_after = std::chrono::milliseconds(1000);
+    const ExpertClusterOptions opts = FailoverOptions(transport, 5000, 1000);
     const auto prompt = Prompt(21);
     auto calm = MakeEngine(dir, c.addrs, opts);
     ASSERT_NE(calm, nullptr);
@@ -387,10 +392,7 @@ TEST(ClusterFailover, HungReplicaIsFailedOverAfterTheFailoverDeadline) {
     ReplicatedCluster c;
     StartReplicatedCluster(dir, transport, &c);
     if (HasFatalFailure()) return;
-    ExpertClusterOptions opts;
-    opts.transport = *ParseExpertTransport(transport);
-    opts.dispatch.timeout = std::chrono::milliseconds(8000);
-    opts.dispatch.failover_after = std::chrono::milliseconds(600);
+    const ExpertClusterOptions opts = FailoverOptions(transport, 8000, 600);
     const auto prompt = Prompt(13);
     auto local = MakeEngine(dir, {});
     const GreedyRun want = Greedy(*local, prompt, 6);
@@ -437,6 +439,13 @@ TEST(ClusterFailover, OnlyOwnerRestartedWithinTheGraceIsWaitedFor) {
     ExpertClusterOptions opts;
     opts.dispatch.timeout = std::chrono::milliseconds(3000);
     opts.dispatch.restart_grace = std::chrono::milliseconds(15000);
+    // The same cluster undisturbed: what the held run must reproduce bit for bit (the
+    // exchange is retried, never the step, so no KV position is written twice).
+    auto calm = MakeEngine(dir, c.addrs, opts);
+    ASSERT_NE(calm, nullptr);
+    const GreedyRun undisturbed = GreedyWithFault(*calm, prompt, 6, [](int) {});
+    ASSERT_TRUE(undisturbed.status.ok()) << undisturbed.status;
+    calm.reset();
     auto e = MakeEngine(dir, c.addrs, opts);
     ASSERT_NE(e, nullptr);
     std::thread restarter;
@@ -454,6 +463,7 @@ TEST(ClusterFailover, OnlyOwnerRestartedWithinTheGraceIsWaitedFor) {
     if (restarter.joinable()) restarter.join();
     ASSERT_TRUE(got.status.ok()) << got.status;
     EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_TRUE(BitEqual(got.logits, undisturbed.logits)) << "a held exchange changed the numbers";
     EXPECT_GE(e->dispatcher->stats().held_exchanges, 1u);
     std::printf("[cluster] only owner killed and restarted 1.5 s later: %llu exchange(s) held, tokens equal\n",
                 static_cast<unsigned long long>(e->dispatcher->stats().held_exchanges));

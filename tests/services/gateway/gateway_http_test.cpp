@@ -599,10 +599,32 @@ TEST(GatewayWorkers, NoWorkerMeansNotReadyAnd503) {
   std::this_thread::sleep_for(milliseconds(300));
   HttpResponse ready = HttpRequestOnce(gw.port, "GET", "/ready");
   EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(json::parse(ready.body)["reason"], "no up attention worker") << ready.body;
   EXPECT_EQ(HttpRequestOnce(gw.port, "GET", "/health").status, 200);
   HttpResponse r = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions", Chat("x").dump());
   ExpectError(r, 503, "");
   EXPECT_FALSE(r.header("retry-after").empty());
+}
+
+// Every worker's queue full (RESOURCE_EXHAUSTED from each): the gateway tries them all,
+// then answers 429 with Retry-After (back off), not 503 (nothing is down).
+TEST(GatewayWorkers, FullQueuesEverywhereAnswer429) {
+  SKIP_WITHOUT_TOKENIZER();
+  auto a = FakeAttentionWorker::Start({});
+  auto b = FakeAttentionWorker::Start({});
+  ASSERT_TRUE(a && b);
+  FakeScript full;
+  full.fail_after_tokens = 0;
+  full.fail_code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+  a->SetScript(full);
+  b->SetScript(full);
+  GatewayProcess gw = StartGateway({"--workers", a->address() + "," + b->address()});
+  ASSERT_GT(gw.port, 0);
+  ASSERT_TRUE(WaitAllUp(gw.port));
+  HttpResponse r = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions", Chat("x").dump());
+  ExpectError(r, 429, "");
+  EXPECT_FALSE(r.header("retry-after").empty());
+  EXPECT_GE(a->generate_calls() + b->generate_calls(), 2) << "both workers were tried";
 }
 
 TEST(GatewayWorkers, RetryOnAnotherWorkerBeforeTheFirstToken) {
