@@ -34,6 +34,7 @@ void Usage() {
                "       [--kv-cache-bytes B] [--block-size N] [--max-batch-tokens T] [--max-running R]\n"
                "       [--max-model-len N] [--model-name NAME] [--worker-id ID] [--expert-timeout-ms MS]\n"
                "       [--max-queued-requests N (1024)] [--max-queued-prompt-tokens N (1048576)]\n"
+               "       [--max-exact-replay-tokens N (256)]\n"
                "       [--expert-failover-ms MS (3000)] [--expert-grace-ms MS (0)] [--drain-seconds S (30)]\n"
                "       [--metrics-listen HOST:PORT | --metrics-port P] [--expert-metrics auto|off|group|expert]\n");
 }
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
     else if (k == "--max-running") next_int(&ecfg.scheduler.max_running);
     else if (k == "--max-queued-requests") next_int(&ecfg.max_queued_requests);
     else if (k == "--max-queued-prompt-tokens") next_int(&ecfg.max_queued_prompt_tokens);
+    else if (k == "--max-exact-replay-tokens") next_int(&ecfg.max_exact_replay_tokens);
     else if (k == "--max-model-len") next_int(&ecfg.max_model_len);
     else if (k == "--model-name") sopts.model_name = next();
     else if (k == "--worker-id") ecfg.worker_id = next();

@@ -8,10 +8,16 @@
 //   DSV3_KEEP_LOGS=1     keep every scenario's cluster logs (a failed scenario's are always kept)
 //   DSV3_TEST_ARTIFACTS  where chaos.jsonl goes (default <build dir>/test-artifacts)
 //   DSV3_CHAOS_RECORDS=DIR  also write every request of a scenario to DIR/<scenario>.jsonl
+//   DSV3_CHAOS_STEP_TOKENS  cap on the attention workers' tokens per step (default 64; 0: the
+//                        cluster description's own maxBatchTokens). Steps of <= 64 tokens are
+//                        batch-invariant (bit-exact whatever else is batched), so a reply that
+//                        differs from its reference is the fault's doing, not a burst of
+//                        retries landing in one big step (docs/RELIABILITY.md).
 // Prints one table row per scenario and appends it as a JSON line to chaos.jsonl; exits 1
 // when a scenario misses its criteria, 2 on a usage error.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startCluster } from '../e2e/cluster.mjs';
@@ -29,7 +35,22 @@ const START_MS = 90000;             // cluster start-up bound
 // Per scenario, so that three scenarios fit one ctest entry's 600 s.
 const BUDGET_MS = (140 + 2 * SECONDS) * 1000;
 const ARTIFACTS = process.env.DSV3_TEST_ARTIFACTS || path.join(binDir ?? '.', 'test-artifacts');
+const STEP_TOKENS = Number(process.env.DSV3_CHAOS_STEP_TOKENS ?? 64);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The scenario's cluster description with every attention pool's maxBatchTokens capped at
+// STEP_TOKENS, written next to the other temporary files; the description itself when 0.
+function batchInvariantCluster(cluster) {
+  if (!(STEP_TOKENS > 0)) return cluster;
+  const desc = JSON.parse(fs.readFileSync(path.resolve(root, cluster), 'utf8'));
+  for (const pool of ['prefill', 'decode', 'both']) {
+    const p = desc.attention?.[pool];
+    if (p) p.maxBatchTokens = Math.min(p.maxBatchTokens ?? 512, STEP_TOKENS);
+  }
+  const out = path.join(os.tmpdir(), `dsv3-chaos-${process.pid}-${path.basename(cluster)}`);
+  fs.writeFileSync(out, JSON.stringify(desc, null, 2));
+  return out;
+}
 
 let current = null;  // the running scenario's state, for the signal and exit handlers
 
@@ -97,7 +118,7 @@ async function runScenario(scenario) {
   const timer = setTimeout(() => abortRun(run, `ran past its ${BUDGET_MS / 1000} s budget`), BUDGET_MS);
   let records = [], refs = new Map(), loadStart = 0;
   try {
-    run.cluster = await startCluster({ root, binDir, cluster: scenario.cluster, timeoutMs: START_MS });
+    run.cluster = await startCluster({ root, binDir, cluster: batchInvariantCluster(scenario.cluster), timeoutMs: START_MS });
     run.faults = new Faults(run.cluster);
     refs = await recordReferences({ url: run.cluster.url, apiKey: run.cluster.apiKey, idleMs: IDLE_MS,
                                     totalMs: TOTAL_MS, aborted: () => run.aborted });

@@ -7,8 +7,9 @@ import { performance } from 'node:perf_hooks';
 import { BUCKETS } from './report.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const HA = 'deploy/cluster/local-ha.json';    // 2 prefill, 2 decode, 2 expert slices x 2 replicas
-const LOCAL = 'deploy/cluster/local.json';    // 1 prefill, 1 decode, 2 expert slices, no redundancy
+// The environment may point the suite at other descriptions of the same shapes.
+const HA = process.env.DSV3_CHAOS_HA_CLUSTER ?? 'deploy/cluster/local-ha.json';  // 2 prefill, 2 decode, 2 slices x 2 replicas
+const LOCAL = process.env.DSV3_CHAOS_CLUSTER ?? 'deploy/cluster/local.json';     // 1 prefill, 1 decode, 2 slices, no redundancy
 const RESTART_TIMEOUT_MS = 30000;             // backoff 0.5 s + a tiny-model start, with room for a busy machine
 
 // Signals the cluster's processes and keeps the timeline of faults (what "before", "across"

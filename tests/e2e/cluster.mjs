@@ -21,7 +21,7 @@ export async function startCluster({ root, binDir, apiKey = 'sk-test-key', clust
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tok, f), path.join(model, f));
   const targets = path.join(dir, 'targets.json');
   const child = spawn(path.join(binDir, 'tools/launch/dsv3-launch'),
-                      ['--cluster', path.join(root, cluster), '--model', model, '--model-name', 'dsv3-tiny',
+                      ['--cluster', path.resolve(root, cluster), '--model', model, '--model-name', 'dsv3-tiny',
                        '--auto-ports', '--port', '0', '--api-key', apiKey, '--log-dir', path.join(dir, 'logs'),
                        '--targets-file', targets, '--bin-dir', binDir, ...extraArgs],
                       { stdio: ['ignore', 'pipe', 'pipe'] });

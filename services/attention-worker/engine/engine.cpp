@@ -218,6 +218,8 @@ std::unique_ptr<Sequence> Engine::NewSequence(EngineRequest* r, int32_t choice, 
   s->prompt_len = static_cast<int64_t>(r->params.prompt.size());
   s->prompt_logprob_next = choice == 0 && r->params.prompt_logprobs >= 0 ? 1 : s->prompt_len;
   s->sampler = std::move(sampler);
+  const int64_t g = r->params.generated_prefix;
+  if (g > 0 && g <= cfg_.max_exact_replay_tokens) s->replay_from = s->prompt_len - g;
   if (r->params.sampling.json_object) {
     s->json = std::make_unique<JsonConstraint>(token_bytes_);
     for (int64_t t : GeneratedPrefix(r->params)) s->json->Accept(t);  // a migrated request's output so far

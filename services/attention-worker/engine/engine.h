@@ -50,6 +50,10 @@ struct EngineConfig {
   // bounded by the context).
   int64_t max_queued_requests = 1024;
   int64_t max_queued_prompt_tokens = 1 << 20;
+  // A migrated request (generated_prefix g) recomputes its earlier output one token per
+  // step when g is at most this (bit-identical to the original run), in one prefill above
+  // it (equal within float32 tolerance, g times fewer steps).
+  int64_t max_exact_replay_tokens = 256;
   EngineObserver* observer = nullptr;    // metrics; must outlive the engine
   // Where tokenizer.json is (the checkpoint directory): the vocabulary's bytes for
   // constrained decoding (json_object), loaded on the first such request. Empty: such

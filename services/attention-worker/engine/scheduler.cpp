@@ -42,7 +42,11 @@ void Scheduler::Preempt(Sequence* s, SchedulerOutput* out) {
 }
 
 int64_t Scheduler::SliceTokens(const Sequence* s, int64_t budget) const {
-  const int64_t n = std::min(s->remaining(), budget);
+  int64_t n = std::min(s->remaining(), budget);
+  if (s->replay_from >= 0) {
+    // The original prompt as a prompt, then the replayed output one token per step.
+    n = s->num_computed >= s->replay_from ? std::min<int64_t>(n, 1) : std::min(n, s->replay_from - s->num_computed);
+  }
   return s->wants_prompt_logits() ? std::min(n, cfg_.max_prompt_logit_rows) : n;
 }
 

@@ -36,6 +36,10 @@ struct Sequence {
   // The next prompt position whose logprob is owed (prompt logprobs); prompt_len when none
   // are (or no longer) wanted. Survives preemption, so recomputation never repeats one.
   int64_t prompt_logprob_next = 0;
+  // A migrated request's replay: positions from here on (its earlier output) are computed
+  // one per step, as the original decoded them, so its logits are the original's bit for
+  // bit (steps of <= 64 tokens are batch-invariant). -1: no replay.
+  int64_t replay_from = -1;
   std::chrono::steady_clock::time_point last_token_time;  // inter-token latency
 
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }

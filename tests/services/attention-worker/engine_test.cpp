@@ -650,7 +650,32 @@ TEST_F(EngineTest, MigratedRequestContinuesTheUndisturbedOne) {
       EXPECT_EQ(ExpectEquivalent(want, want_lp, rest.tokens[0], rest.lps[0],
                                  StrCat("temperature ", temperature, ", migrated after ", k)),
                 16 - k);
+      // Replayed one token per step, as the original decoded them: bit-identical.
+      ASSERT_EQ(rest.lps[0].size(), want_lp.size());
+      for (size_t i = 0; i < want_lp.size(); ++i) {
+        EXPECT_EQ(rest.lps[0][i].logprob, want_lp[i].logprob) << "migrated after " << k << ", token " << i;
+      }
     }
+  }
+  // Past --max-exact-replay-tokens the earlier output is one prefill: equal within the
+  // float32 tolerance (tokens equal unless a near-tie), in far fewer steps.
+  {
+    auto p = Greedy("whole", RandomPrompt(rng, 33, V_), 16);
+    Result whole = RunAlone(*e, p);
+    ASSERT_TRUE(whole.error.ok()) << whole.error;
+    EngineConfig fast;
+    fast.max_exact_replay_tokens = 0;
+    auto q = p;
+    q.prompt.insert(q.prompt.end(), whole.tokens[0].begin(), whole.tokens[0].begin() + 6);
+    q.generated_prefix = 6;
+    q.max_tokens = 10;
+    auto other = MakeEngine(fast);
+    Result rest = RunAlone(*other, q);
+    ASSERT_TRUE(rest.error.ok()) << rest.error;
+    ExpectEquivalent(std::vector<int64_t>(whole.tokens[0].begin() + 6, whole.tokens[0].end()),
+                     std::vector<SampledToken>(whole.lps[0].begin() + 6, whole.lps[0].end()), rest.tokens[0],
+                     rest.lps[0], "one-prefill migration");
+    EXPECT_LT(other->load().steps, 10u + 2u) << "the earlier output was not computed one token per step";
   }
   // The contract: n = 1, no prompt logprobs, a prefix inside the prompt.
   auto bad = Greedy("bad", {5, 6, 7}, 4);
