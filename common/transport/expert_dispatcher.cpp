@@ -36,6 +36,7 @@ ExpertDispatcher::ExpertDispatcher(const ModelConfig& cfg, std::vector<ExpertWor
                                    const ExpertDispatcherOptions& opts)
     : cfg_(cfg), workers_(std::move(workers)), opts_(opts), owners_(cfg.n_routed_experts), group_(workers_.size()) {
   std::vector<ExpertHealth::Probe> probes;
+  std::vector<std::string> names;
   for (size_t w = 0; w < workers_.size(); ++w) {
     std::sort(workers_[w].experts.begin(), workers_[w].experts.end());
     for (int32_t e : workers_[w].experts) {
@@ -51,8 +52,9 @@ ExpertDispatcher::ExpertDispatcher(const ModelConfig& cfg, std::vector<ExpertWor
       }
     }
     probes.push_back(workers_[w].probe);
+    names.push_back(workers_[w].channel->name());
   }
-  health_ = std::make_unique<ExpertHealth>(std::move(probes), opts_.probe_interval,
+  health_ = std::make_unique<ExpertHealth>(std::move(probes), std::move(names), opts_.probe_interval,
                                            std::max(opts_.probe_interval, std::chrono::milliseconds(1000)));
   stats_.routed_tokens_per_expert.assign(cfg.n_routed_experts, 0);
   stats_.exchanges_per_layer.assign(cfg.num_hidden_layers, 0);

@@ -1,10 +1,16 @@
 #include "common/transport/expert_health.h"
 
+#include <cstdio>
+
 namespace dsv3 {
 
-ExpertHealth::ExpertHealth(std::vector<Probe> probes, std::chrono::milliseconds interval,
+ExpertHealth::ExpertHealth(std::vector<Probe> probes, std::vector<std::string> names, std::chrono::milliseconds interval,
                            std::chrono::milliseconds probe_timeout)
-    : probes_(std::move(probes)), interval_(interval), probe_timeout_(probe_timeout), state_(probes_.size()) {
+    : probes_(std::move(probes)),
+      names_(std::move(names)),
+      interval_(interval),
+      probe_timeout_(probe_timeout),
+      state_(probes_.size()) {
   prober_ = std::thread([this] { Loop(); });
 }
 
@@ -33,7 +39,11 @@ void ExpertHealth::MarkDown(size_t w, const Status& why) {
   {
     std::lock_guard<std::mutex> l(mu_);
     State& s = state_[w];
-    if (s.up) s.since = std::chrono::steady_clock::now();
+    if (s.up) {
+      s.since = std::chrono::steady_clock::now();
+      std::fprintf(stderr, "expert worker %s marked down (%s); probing it\n", w < names_.size() ? names_[w].c_str() : "?",
+                   std::string(why.message()).c_str());
+    }
     s.up = false;
     s.why = why;
   }
@@ -90,6 +100,8 @@ void ExpertHealth::Loop() {
     }
     l.lock();
     for (size_t w : back) {
+      std::fprintf(stderr, "expert worker %s is back after %.1f s\n", w < names_.size() ? names_[w].c_str() : "?",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - state_[w].since).count());
       state_[w].up = true;
       state_[w].why = Status();
       ++recoveries_;

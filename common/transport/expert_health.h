@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,7 +27,9 @@ class ExpertHealth {
   // OK when the worker answers and may take traffic again.
   using Probe = std::function<Status(Deadline)>;
 
-  ExpertHealth(std::vector<Probe> probes, std::chrono::milliseconds interval, std::chrono::milliseconds probe_timeout);
+  // `names` (one per worker) go into the one stderr line logged per transition.
+  ExpertHealth(std::vector<Probe> probes, std::vector<std::string> names, std::chrono::milliseconds interval,
+               std::chrono::milliseconds probe_timeout);
   ~ExpertHealth();  // stops and joins the prober
   ExpertHealth(const ExpertHealth&) = delete;
   ExpertHealth& operator=(const ExpertHealth&) = delete;
@@ -51,6 +54,7 @@ class ExpertHealth {
   void Loop();
 
   const std::vector<Probe> probes_;
+  const std::vector<std::string> names_;
   const std::chrono::milliseconds interval_, probe_timeout_;
   mutable std::mutex mu_;
   std::condition_variable cv_;  // MarkDown wakes the prober; recoveries wake WaitUp
