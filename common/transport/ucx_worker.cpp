@@ -212,8 +212,9 @@ StatusOr<bool> UcxWorker::Receive(uint64_t tag, uint64_t mask, std::string* out,
     // Poll, yielding the core between rounds: UCX's rendezvous steps need progress on
     // both sides, and not every transport signals the event fd (shared memory may not),
     // so a sleeping peer stalls big messages. After 5 ms of silence fall back to 1 ms
-    // event-fd waits, so an idle process does not spin.
-    if (now - start < std::chrono::milliseconds(5)) {
+    // event-fd waits, and do not spin at all when nothing arrived for 100 ms: an idle
+    // process (a KV listener re-entering every max_sleep_ms) must not burn a core.
+    if (now - start < std::chrono::milliseconds(5) && now - last_message_ < std::chrono::milliseconds(100)) {
       sched_yield();
       continue;
     }
@@ -225,6 +226,7 @@ StatusOr<bool> UcxWorker::Receive(uint64_t tag, uint64_t mask, std::string* out,
   void* r = ucp_tag_msg_recv_nbx(worker_, out->data(), info.length, msg, &p);
   DSV3_RETURN_IF_ERROR(Wait(r, Deadline::max(), nullptr, "receive"));
   if (sender_tag) *sender_tag = info.sender_tag;
+  last_message_ = std::chrono::steady_clock::now();
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,9 @@ class UcxWorker {
   ucp_worker_h worker_ = nullptr;
   std::string address_;
   int efd_ = -1;
+  // When the last message arrived: Receive spins (yielding) only while traffic is recent,
+  // so a listener waiting on an idle worker sleeps on the event fd instead of spinning.
+  std::chrono::steady_clock::time_point last_message_;
 };
 
 }  // namespace dsv3

@@ -266,7 +266,7 @@ void OpenAiApi::Chat(const HttpRequest& req, const std::shared_ptr<ReplyChannel>
   }
   int64_t max_tokens = max_context - prompt_len;
   if (cr.params.max_tokens) {
-    if (prompt_len + *cr.params.max_tokens > max_context) {
+    if (*cr.params.max_tokens > max_context - prompt_len) {  // no overflow: both sides are bounded
       const char* param = body->contains("max_completion_tokens") && !(*body)["max_completion_tokens"].is_null()
                               ? "max_completion_tokens"
                               : "max_tokens";
@@ -335,7 +335,7 @@ void OpenAiApi::Completions(const HttpRequest& req, const std::shared_ptr<ReplyC
     }
     int64_t max_tokens = max_context - prompt_len;
     if (cr.params.max_tokens) {
-      if (prompt_len + *cr.params.max_tokens > max_context) {
+      if (*cr.params.max_tokens > max_context - prompt_len) {  // no overflow: both sides are bounded
         ApiError e = BadRequest("max_tokens", StrCat("prompt (", prompt_len, " tokens) + max_tokens (", *cr.params.max_tokens,
                                                      ") exceeds this model's context of ", max_context, " tokens"));
         e.code = "context_length_exceeded";

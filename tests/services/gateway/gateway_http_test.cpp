@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -177,6 +178,15 @@ TEST_F(GatewayTest, BadInputIsA400NamingTheParameter) {
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"n", 17}})), 400, "n");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"max_tokens", 0}})), 400, "max_tokens");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"max_tokens", 100000}})), 400, "max_tokens");
+  // Near 2^63 the old `prompt + max_tokens > context` check overflowed and the request
+  // reached a worker (a 400 without param naming its address).
+  for (int64_t huge : {int64_t{9223372036854775000}, std::numeric_limits<int64_t>::max()}) {
+    HttpResponse r = Post("/v1/chat/completions", Chat("x", {{"max_tokens", huge}}));
+    ExpectError(r, 400, "max_tokens");
+    EXPECT_EQ(r.body.find("127.0.0.1"), std::string::npos) << r.body;
+    ExpectError(Post("/v1/completions", json{{"model", "dsv3-test"}, {"prompt", "x"}, {"max_tokens", huge}}), 400,
+                "max_tokens");
+  }
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"logprobs", true}, {"top_logprobs", 21}})), 400, "top_logprobs");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"stop", json::array({"a", 3})}})), 400, "stop");
   ExpectError(Post("/v1/chat/completions", Chat("x", {{"stop", std::string(300, 'a')}})), 400, "stop");
