@@ -204,14 +204,17 @@ describe('dsv3 cluster through the openai SDK', () => {
     assert.ok(got >= 3 && !finished, `the stream should be cut after 3 deltas (got ${got}, finished ${finished})`);
     // The gateway cancels the gRPC call; the decode worker drops the sequence (metrics are
     // refreshed once a second).
-    let running = -1;
+    // The two gauges are set one after the other by the collector: a scrape may fall
+    // between them, so wait for both.
+    let running = -1, usage = -1;
     for (let i = 0; i < 40; i++) {
       await new Promise((r) => setTimeout(r, 250));
       running = await scrapeSum(workers, 'dsv3_attention_requests_running');
-      if (running === 0) break;
+      usage = await scrapeSum(workers, 'dsv3_attention_kv_cache_usage_ratio');
+      if (running === 0 && usage === 0) break;
     }
     assert.equal(running, 0);
-    assert.equal(await scrapeSum(workers, 'dsv3_attention_kv_cache_usage_ratio'), 0);
+    assert.equal(usage, 0);
   });
 
   test('the documented curl command works verbatim (-X Post)', () => {
