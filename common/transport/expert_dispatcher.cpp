@@ -54,6 +54,8 @@ ExpertDispatcher::ExpertDispatcher(const ModelConfig& cfg, std::vector<ExpertWor
     probes.push_back(workers_[w].probe);
     names.push_back(workers_[w].channel->name());
   }
+  members_.resize(workers_.size());
+  for (size_t w = 0; w < workers_.size(); ++w) members_[group_[w]].push_back(w);
   health_ = std::make_unique<ExpertHealth>(std::move(probes), std::move(names), opts_.probe_interval,
                                            std::max(opts_.probe_interval, std::chrono::milliseconds(1000)));
   stats_.routed_tokens_per_expert.assign(cfg.n_routed_experts, 0);
@@ -83,6 +85,7 @@ Status ExpertDispatcher::Fail(size_t worker, const Status& cause) {
 
 void ExpertDispatcher::WorkerFailed(size_t w, const Status& cause) {
   health_->MarkDown(w, cause);
+  up_[w] = false;
   workers_[w].channel->Reset();  // its results in flight are gone with the connection
   const auto now = std::chrono::steady_clock::now();
   for (Pending& p : pending_) {
@@ -101,8 +104,9 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
   const int64_t H = cfg_.hidden_size, K = r.k, W = static_cast<int64_t>(workers_.size());
   // One view of who is up for the whole exchange: a token's experts of one group then go
   // to one replica. Experts with no live owner keep their owners (Combine waits for one).
-  const std::vector<bool> up = health_->Snapshot();
-  std::vector<std::vector<int32_t>> live(owners_.size());
+  up_ = health_->Snapshot();
+  const bool all_up = std::all_of(up_.begin(), up_.end(), [](bool u) { return u; });
+  std::vector<std::vector<int32_t>> live(all_up ? 0 : owners_.size());
   // Slot assignment: (token, slot) -> worker; replicas spread by token index.
   std::vector<std::vector<int64_t>> rows(W);            // token rows per worker
   std::vector<std::vector<int32_t>> slot_ids(W);        // flattened [rows, K] per worker (-1 padded)
@@ -111,13 +115,13 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
   for (int64_t t = 0; t < r.tokens; ++t) {
     for (int64_t k = 0; k < K; ++k) {
       const int32_t e = r.experts[t * K + k];
-      auto& own = live[e];
-      if (own.empty()) {
+      if (!all_up && live[e].empty()) {
         for (int32_t w : owners_[e]) {
-          if (up[w]) own.push_back(w);
+          if (up_[w]) live[e].push_back(w);
         }
-        if (own.empty()) own = owners_[e];
+        if (live[e].empty()) live[e] = owners_[e];
       }
+      const auto& own = all_up ? owners_[e] : live[e];
       const int64_t w = own[static_cast<size_t>(t) % own.size()];
       if (last_row[w] != t) {
         rows[w].push_back(t);
@@ -152,27 +156,20 @@ Status ExpertDispatcher::Dispatch(int64_t layer, const float* x, const RoutingRe
       std::string* act = batch.mutable_activations();
       act->reserve(static_cast<size_t>(m * H) * esz);
       for (int64_t i = b; i < b + m; ++i) EncodeFloats(x + rows[w][i] * H, H, opts_.wire_dtype, act);
-      const int32_t* ids = slot_ids[w].data() + b * K;
-      batch.mutable_expert_ids()->assign(reinterpret_cast<const char*>(ids), static_cast<size_t>(m * K) * 4);
+      batch.mutable_expert_ids()->assign(reinterpret_cast<const char*>(slot_ids[w].data() + b * K),
+                                         static_cast<size_t>(m * K) * 4);
       batch.mutable_weights()->assign(reinterpret_cast<const char*>(slot_w[w].data() + b * K), static_cast<size_t>(m * K) * 4);
       p.rows.assign(rows[w].begin() + b, rows[w].begin() + b + m);
-      // Where else it could go: workers hosting every expert of this message.
-      for (int64_t v = 0; v < W; ++v) {
-        const auto& hosted = workers_[v].experts;
-        if (std::all_of(ids, ids + m * K,
-                        [&](int32_t e) { return e < 0 || std::binary_search(hosted.begin(), hosted.end(), e); })) {
-          p.hosts.push_back(static_cast<size_t>(v));
-        }
-      }
+      p.hosts = members_[group_[w]];  // where else it could go: its replicas (more only on a failover)
       stats_.bytes_sent += batch.ByteSizeLong();
       pending_.push_back(std::move(p));
       Pending& q = pending_.back();
-      if (!health_->up(q.home)) {  // no live owner: Combine places it (or waits)
+      if (!up_[q.home]) {  // no live owner: Combine places it (or waits)
         q.first_failure = health_->down_since(q.home);
         continue;
       }
       q.sends = 1;
-      Status st = workers_[w].channel->Send(q.batch, started_ + opts_.timeout);
+      Status st = workers_[w].channel->Send(q.batch, started_ + opts_.timeout);  // (a failure clears up_[w])
       if (st.ok()) {
         q.at = w;
         q.sent_at = std::chrono::steady_clock::now();
@@ -196,6 +193,10 @@ Status ExpertDispatcher::Place(Pending& p) {
     for (size_t h : p.hosts) {
       if (target < 0 && health_->up(h)) target = static_cast<int64_t>(h);
     }
+    if (target < 0 && !p.all_hosts) {
+      FindAllHosts(p);  // no replica is up: any worker hosting all of its experts will do
+      continue;
+    }
     if (target < 0) {
       // Nobody hosts these experts right now: hold the exchange (the batch's KV stays) for
       // a restart, up to the grace period counted from when the worker went down.
@@ -211,12 +212,26 @@ Status ExpertDispatcher::Place(Pending& p) {
     if (st.ok()) {
       p.at = target;
       p.sent_at = now;
+      up_[target] = true;  // it may have come back during this exchange
       if (target != static_cast<int64_t>(p.home)) ++stats_.failovers;
       return absl::OkStatus();
     }
     if (p.first_failure == std::chrono::steady_clock::time_point()) p.first_failure = now;
     WorkerFailed(static_cast<size_t>(target), st);
   }
+}
+
+void ExpertDispatcher::FindAllHosts(Pending& p) const {
+  std::vector<int32_t> ids(p.batch.expert_ids().size() / sizeof(int32_t));
+  std::memcpy(ids.data(), p.batch.expert_ids().data(), ids.size() * sizeof(int32_t));
+  for (size_t v = 0; v < workers_.size(); ++v) {
+    if (group_[v] == group_[p.home]) continue;  // already there
+    const auto& hosted = workers_[v].experts;
+    if (std::all_of(ids.begin(), ids.end(), [&](int32_t e) { return e < 0 || std::binary_search(hosted.begin(), hosted.end(), e); })) {
+      p.hosts.push_back(v);
+    }
+  }
+  p.all_hosts = true;
 }
 
 Status ExpertDispatcher::Collect(size_t w) {
@@ -227,7 +242,7 @@ Status ExpertDispatcher::Collect(size_t w) {
   for (const Pending& p : pending_) {
     if (p.result || p.at != static_cast<int64_t>(w)) continue;
     bool alt = false;
-    for (size_t h : p.hosts) alt |= h != w && health_->up(h);
+    for (size_t h : p.hosts) alt |= h != w && up_[h];
     any_alternative |= alt;
     until = std::min(until, p.sent_at + (alt ? std::min(opts_.failover_after, opts_.timeout) : opts_.timeout));
   }

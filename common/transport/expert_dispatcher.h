@@ -83,7 +83,8 @@ class ExpertDispatcher final : public RoutedExpertExecutor {
     int64_t at = -1;             // the worker it was last sent to; -1: not (successfully) sent
     std::vector<int64_t> rows;   // token rows of this message, in order
     expert_pb::ExpertBatch batch;
-    std::vector<size_t> hosts;   // workers hosting every expert of the message
+    std::vector<size_t> hosts;   // its group's workers (replicas); every other host once a failover needs it
+    bool all_hosts = false;      // hosts holds every worker hosting all of its experts
     std::optional<expert_pb::ExpertResult> result;
     std::chrono::steady_clock::time_point sent_at, first_failure;
     int sends = 0;
@@ -94,17 +95,22 @@ class ExpertDispatcher final : public RoutedExpertExecutor {
   void WorkerFailed(size_t worker, const Status& cause);  // marks it down, unsends its messages
   Status Place(Pending& p);                               // sends p to a live host (or waits)
   Status Collect(size_t worker);                          // receives one result of `worker`
+  void FindAllHosts(Pending& p) const;                    // adds the non-replica workers hosting p's experts
 
   const ModelConfig& cfg_;
   std::vector<ExpertWorkerEndpoint> workers_;
   ExpertDispatcherOptions opts_;
   std::vector<std::vector<int32_t>> owners_;  // expert -> workers hosting it
   std::vector<size_t> group_;                 // worker -> its placement group (identical expert sets)
+  std::vector<std::vector<size_t>> members_;  // group -> its workers (replicas of one slice)
   std::unique_ptr<ExpertHealth> health_;
   uint64_t next_seq_ = 1;
   int64_t layer_ = -1;
   int64_t tokens_ = 0;
   std::vector<Pending> pending_;  // the current exchange's messages
+  // Who is up, as this exchange sees it: a snapshot at Dispatch, workers failing during
+  // the exchange cleared (no lock on the healthy path).
+  std::vector<bool> up_;
   bool held_ = false;
   std::chrono::steady_clock::time_point started_;
   ExchangeStats stats_;

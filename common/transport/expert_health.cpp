@@ -1,5 +1,6 @@
 #include "common/transport/expert_health.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace dsv3 {
@@ -33,6 +34,11 @@ std::vector<bool> ExpertHealth::Snapshot() const {
   std::vector<bool> v(state_.size());
   for (size_t w = 0; w < state_.size(); ++w) v[w] = state_[w].up;
   return v;
+}
+
+size_t ExpertHealth::num_down() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return static_cast<size_t>(std::count_if(state_.begin(), state_.end(), [](const State& s) { return !s.up; }));
 }
 
 void ExpertHealth::MarkDown(size_t w, const Status& why) {

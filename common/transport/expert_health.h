@@ -37,6 +37,7 @@ class ExpertHealth {
   size_t size() const { return probes_.size(); }
   bool up(size_t w) const;
   std::vector<bool> Snapshot() const;  // one consistent view for a whole exchange
+  size_t num_down() const;
   void MarkDown(size_t w, const Status& why);
   // The failure that took `w` down (OK when it is up) and since when.
   Status last_failure(size_t w) const;

@@ -39,7 +39,7 @@ StatusOr<expert_pb::DescribeResponse> DescribeExpertWorker(const std::string& ad
 GrpcExpertChannel::GrpcExpertChannel(std::string address)
     : address_(std::move(address)), channel_(MakeGrpcChannel(address_)), stub_(expert_pb::ExpertService::NewStub(channel_)) {}
 
-GrpcExpertChannel::~GrpcExpertChannel() { Reset(); }
+GrpcExpertChannel::~GrpcExpertChannel() { CloseStream(); }
 
 Status GrpcExpertChannel::EnsureStream() {
   if (stream_) return absl::OkStatus();
@@ -91,20 +91,21 @@ StatusOr<expert_pb::ExpertResult> GrpcExpertChannel::Receive(Deadline deadline) 
   return r;
 }
 
+void GrpcExpertChannel::CloseStream() {
+  if (!stream_) return;
+  ctx_->TryCancel();
+  if (reader_.joinable()) reader_.join();
+  stream_.reset();
+  ctx_.reset();
+  std::lock_guard<std::mutex> lk(mu_);
+  results_.clear();
+  broken_ = false;
+}
+
 void GrpcExpertChannel::Reset() {
-  if (stream_) {
-    ctx_->TryCancel();
-    if (reader_.joinable()) reader_.join();
-    stream_.reset();
-    ctx_.reset();
-  }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    results_.clear();
-    broken_ = false;
-  }
-  // A fresh channel: the old one may sit in reconnect backoff (or on a dead connection)
-  // after its worker died, and would fail the first stream to a restarted worker.
+  CloseStream();
+  // Reset follows a failure: a fresh channel, since the old one may sit in reconnect
+  // backoff (or on a dead connection) and would fail the first stream to a restarted worker.
   channel_ = MakeGrpcChannel(address_);
   stub_ = expert_pb::ExpertService::NewStub(channel_);
 }

@@ -36,6 +36,7 @@ class GrpcExpertChannel final : public ExpertChannel {
 
  private:
   Status EnsureStream();
+  void CloseStream();  // cancels and joins the stream; the channel stays
   void ReaderLoop();
 
   std::string address_;

@@ -130,9 +130,7 @@ void AttentionMetrics::OnStep(const StepInfo& step) {
   if (st.held_exchanges > held_seen_) expert_held_->Increment(static_cast<double>(st.held_exchanges - held_seen_));
   failovers_seen_ = st.failovers;
   held_seen_ = st.held_exchanges;
-  int64_t down = 0;
-  for (bool up : dispatcher_->health().Snapshot()) down += up ? 0 : 1;
-  experts_down_->Set(static_cast<double>(down));
+  experts_down_->Set(static_cast<double>(dispatcher_->health().num_down()));
   for (size_t l = 0; l < st.exchanges_per_layer.size() && l < exchanges_seen_.size(); ++l) {
     const uint64_t n = st.exchanges_per_layer[l] - exchanges_seen_[l];
     if (n == 0) continue;

@@ -43,11 +43,7 @@ StatusOr<KvTransferResult> AttentionService::PushKv(const std::string& decode_wo
 grpc::Status AttentionService::Generate(grpc::ServerContext* ctx, const pb::GenerateRequest* req,
                                         grpc::ServerWriter<pb::GenerateResponse>* w) {
   if (draining_ && req->resume_kv_handle().empty()) return Draining();
-  active_calls_++;
-  struct Done {
-    std::atomic<int>& n;
-    ~Done() { n--; }
-  } done{active_calls_};
+  const ActiveCall active(active_calls_);
   std::string rid = req->request_id();
   if (rid.empty()) rid = StrCat(engine_.config().worker_id, "-req-", next_id_++);
   StatusOr<std::shared_ptr<OutputStream>> stream;
@@ -146,11 +142,7 @@ grpc::Status AttentionService::Describe(grpc::ServerContext*, const pb::Describe
 grpc::Status AttentionService::PushKv(grpc::ServerContext*, grpc::ServerReader<pb::KvTransferChunk>* reader,
                                       pb::KvTransferResponse* resp) {
   if (draining_) return Draining();
-  active_calls_++;
-  struct Done {
-    std::atomic<int>& n;
-    ~Done() { n--; }
-  } done{active_calls_};
+  const ActiveCall active(active_calls_);
   pb::KvTransferChunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "kv: the first message must carry the header");

@@ -53,6 +53,17 @@ class AttentionService final : public attention::v1::AttentionService::Service {
   int active_calls() const { return active_calls_; }
 
  private:
+  // Counts a handler for the drain's "idle" test while it runs.
+  class ActiveCall {
+   public:
+    explicit ActiveCall(std::atomic<int>& n) : n_(n) { ++n_; }
+    ~ActiveCall() { --n_; }
+    ActiveCall(const ActiveCall&) = delete;
+    ActiveCall& operator=(const ActiveCall&) = delete;
+
+   private:
+    std::atomic<int>& n_;
+  };
   grpc::Status Draining() const;
   Engine& engine_;
   AttentionServiceOptions opts_;

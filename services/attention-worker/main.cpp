@@ -89,6 +89,10 @@ int main(int argc, char** argv) {
     Usage();
     return 2;
   }
+  if (expert_failover_ms < 1 || expert_grace_ms < 0 || drain_seconds < 0) {
+    std::fprintf(stderr, "error: --expert-failover-ms must be >= 1, --expert-grace-ms and --drain-seconds >= 0\n");
+    return 2;
+  }
   if (ecfg.role != "prefill" && ecfg.role != "decode" && ecfg.role != "both") {
     std::fprintf(stderr, "error: --role must be prefill, decode or both, got '%s'\n", ecfg.role.c_str());
     return 2;
@@ -103,10 +107,6 @@ int main(int argc, char** argv) {
     }
     mopts.cluster.transport = *tr;
     if (expert_timeout_ms > 0) mopts.cluster.dispatch.timeout = std::chrono::milliseconds(expert_timeout_ms);
-    if (expert_failover_ms < 1 || expert_grace_ms < 0 || drain_seconds < 0) {
-      std::fprintf(stderr, "error: --expert-failover-ms must be >= 1, --expert-grace-ms and --drain-seconds >= 0\n");
-      return 2;
-    }
     mopts.cluster.dispatch.failover_after = std::chrono::milliseconds(expert_failover_ms);
     mopts.cluster.dispatch.restart_grace = std::chrono::milliseconds(expert_grace_ms);
   }

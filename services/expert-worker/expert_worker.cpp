@@ -56,15 +56,7 @@ expert_pb::DescribeResponse ExpertWorker::Describe() const {
 expert_pb::ExpertResult ExpertWorker::Handle(const expert_pb::ExpertBatch& b) {
   const auto t0 = std::chrono::steady_clock::now();
   in_flight_++;
-  expert_pb::ExpertResult r;
-  if (draining_) {
-    r.set_seq(b.seq());
-    r.set_layer(b.layer());
-    r.set_error_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
-    r.set_error_message(StrCat(opts_.worker_id.empty() ? "expert worker" : opts_.worker_id, ": draining (shutting down)"));
-  } else {
-    r = HandleUntimed(b);
-  }
+  expert_pb::ExpertResult r = HandleUntimed(b);
   in_flight_--;
   if (opts_.on_batch) {
     opts_.on_batch(r.num_tokens(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
@@ -84,6 +76,8 @@ expert_pb::ExpertResult ExpertWorker::HandleUntimed(const expert_pb::ExpertBatch
     r.clear_partial_sums();
     return r;
   };
+  // Draining: the attention side sends this batch to a replica (or holds it for the restart).
+  if (draining_) return fail(absl::UnavailableError("draining (shutting down)"));
   auto decoded = DecodeExpertBatch(b, limits_);
   if (!decoded.ok()) return fail(decoded.status());
   const int64_t T = decoded->tokens, H = config().hidden_size;

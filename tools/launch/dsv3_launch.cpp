@@ -188,9 +188,12 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> metric_targets;  // (service, host:port)
   auto metrics_flag = [&]() { return host + ":" + Port(auto_ports, s.metrics_port, metrics_index++); };
   auto note_metrics = [&](const std::string& service, const std::vector<std::string>& lines) {
-    for (const auto& l : lines) {
-      if (l.rfind("metrics listening on ", 0) == 0) metric_targets.push_back({service, l.substr(21)});
-    }
+    if (std::string m = MetricsAddress(lines); !m.empty()) metric_targets.push_back({service, m});
+  };
+  // Restarts keep the addresses the first start got (the others were given them).
+  auto restart_where_started = [&](const std::string& name, const std::vector<std::string>& args,
+                                   const std::string& addr, const std::vector<std::string>& lines) {
+    group.SetRestartArgv(name, WithFlag(WithFlag(args, "--listen", addr), "--metrics-listen", MetricsAddress(lines)));
   };
 
   // Expert workers: slice i of W, replicas of each slice.
@@ -208,7 +211,7 @@ int main(int argc, char** argv) {
       auto addr = group.Start(name, args, "listening on ", kStartup, {}, &lines);
       if (!addr.ok()) return fail(addr.status());
       note_metrics("expert-worker", lines);
-      group.SetRestartArgv(name, WithFlag(WithFlag(args, "--listen", *addr), "--metrics-listen", MetricsAddress(lines)));
+      restart_where_started(name, args, *addr, lines);
       std::fprintf(stderr, "[dsv3-launch] %s: experts %lld-%lld on %s\n", name.c_str(), static_cast<long long>(lo),
                    static_cast<long long>(hi), addr->c_str());
       experts.push_back(*addr);
@@ -237,7 +240,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> lines;
       DSV3_ASSIGN_OR_RETURN(std::string addr, group.Start(name, args, "listening on ", kStartup, {}, &lines));
       note_metrics("attention-worker", lines);
-      group.SetRestartArgv(name, WithFlag(WithFlag(args, "--listen", addr), "--metrics-listen", MetricsAddress(lines)));
+      restart_where_started(name, args, addr, lines);
       std::fprintf(stderr, "[dsv3-launch] %s on %s\n", name.c_str(), addr.c_str());
       out->push_back(addr);
     }

@@ -148,6 +148,18 @@ Status ProcessGroup::Unavailable(const std::string& name, int st, const std::str
   return absl::UnavailableError(StrCat(name, " exited during startup (", DescribeExit(st), "); see ", log));
 }
 
+bool ProcessGroup::ScheduleAfterCrash(Child& c, std::chrono::steady_clock::time_point now) const {
+  c.crashes.push_back(now);
+  while (!c.crashes.empty() && now - c.crashes.front() > policy_.window) c.crashes.pop_front();
+  if (static_cast<int>(c.crashes.size()) >= policy_.max_crashes) {
+    c.given_up = true;
+    return false;
+  }
+  c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
+  c.restart_at = now + c.delay;
+  return true;
+}
+
 void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log) {
   const auto now = std::chrono::steady_clock::now();
   for (auto& c : children_) {
@@ -159,23 +171,17 @@ void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log)
       // A clean exit (a drained SIGTERM from outside) is a restart, not a crash.
       const bool crash = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
       if (now - c.started >= policy_.stable) c.delay = std::chrono::milliseconds(0);
-      if (crash) {
-        c.crashes.push_back(now);
-        while (!c.crashes.empty() && now - c.crashes.front() > policy_.window) c.crashes.pop_front();
-        if (static_cast<int>(c.crashes.size()) >= policy_.max_crashes) {
-          c.given_up = true;
-          log(StrCat(c.name, " exited (", DescribeExit(st), "); giving up on it after ", c.crashes.size(),
-                     " crashes in ", policy_.window.count(), " s (the rest of the cluster keeps running). See ",
-                     LogPath(c.name)));
-          continue;
-        }
-        c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
-      } else {
+      const std::string what = StrCat(c.name, " exited (", DescribeExit(st), ")");
+      if (!crash) {
         c.delay = policy_.first_delay;
+        c.restart_at = now + c.delay;
+        log(StrCat(what, "; restarting in ", Secs(c.delay), " s. See ", LogPath(c.name)));
+      } else if (!ScheduleAfterCrash(c, now)) {
+        log(StrCat(what, "; giving up on it after ", c.crashes.size(), " crashes in ", policy_.window.count(),
+                   " s (the rest of the cluster keeps running). See ", LogPath(c.name)));
+      } else {
+        log(StrCat(what, "; restarting in ", Secs(c.delay), " s. See ", LogPath(c.name)));
       }
-      c.restart_at = now + c.delay;
-      log(StrCat(c.name, " exited (", DescribeExit(st), "); restarting in ", Secs(c.delay), " s. See ",
-                 LogPath(c.name)));
       continue;
     }
     if (now < c.restart_at) continue;
@@ -191,19 +197,13 @@ void ProcessGroup::Supervise(const std::function<void(const std::string&)>& log)
       waitpid(c.pid, nullptr, 0);
       c.pid = -1;
     }
-    const auto t = std::chrono::steady_clock::now();
-    c.crashes.push_back(t);
-    while (!c.crashes.empty() && t - c.crashes.front() > policy_.window) c.crashes.pop_front();
-    if (static_cast<int>(c.crashes.size()) >= policy_.max_crashes) {
-      c.given_up = true;
-      log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; giving up on it after ", c.crashes.size(),
-                 " crashes in ", policy_.window.count(), " s (the rest of the cluster keeps running)"));
-      continue;
+    const std::string what = StrCat("restart of ", c.name, " failed: ", r.status().message());
+    if (!ScheduleAfterCrash(c, std::chrono::steady_clock::now())) {
+      log(StrCat(what, "; giving up on it after ", c.crashes.size(), " crashes in ", policy_.window.count(),
+                 " s (the rest of the cluster keeps running)"));
+    } else {
+      log(StrCat(what, "; trying again in ", Secs(c.delay), " s"));
     }
-    c.delay = c.delay.count() == 0 ? policy_.first_delay : std::min(policy_.max_delay, c.delay * 2);
-    c.restart_at = t + c.delay;
-    log(StrCat("restart of ", c.name, " failed: ", r.status().message(), "; trying again in ", Secs(c.delay),
-               " s"));
   }
 }
 

@@ -66,6 +66,9 @@ class ProcessGroup {
   StatusOr<std::string> Spawn(Child& c, std::chrono::seconds timeout, bool append_log,
                               std::vector<std::string>* earlier_lines);
   void WritePid(const Child& c) const;
+  // Counts a crash in the window: false (and given up) at max_crashes, else the next
+  // restart is scheduled after the doubled delay.
+  bool ScheduleAfterCrash(Child& c, std::chrono::steady_clock::time_point now) const;
 
   std::string log_dir_;
   RestartPolicy policy_;

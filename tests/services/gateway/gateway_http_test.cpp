@@ -616,25 +616,37 @@ TEST(GatewayWorkers, NoWorkerMeansNotReadyAnd503) {
   EXPECT_FALSE(r.header("retry-after").empty());
 }
 
+// Two fake colocated workers, both running `script`, behind one gateway that sees them up.
+struct TwoWorkers {
+  std::unique_ptr<FakeAttentionWorker> a, b;
+  GatewayProcess gw;
+};
+
+void StartTwoWorkers(const FakeScript& script, TwoWorkers* t) {
+  t->a = FakeAttentionWorker::Start({});
+  t->b = FakeAttentionWorker::Start({});
+  ASSERT_TRUE(t->a && t->b);
+  t->a->SetScript(script);
+  t->b->SetScript(script);
+  t->gw = StartGateway({"--workers", t->a->address() + "," + t->b->address()});
+  ASSERT_GT(t->gw.port, 0);
+  ASSERT_TRUE(WaitAllUp(t->gw.port));
+}
+
 // Every worker's queue full (RESOURCE_EXHAUSTED from each): the gateway tries them all,
 // then answers 429 with Retry-After (back off), not 503 (nothing is down).
 TEST(GatewayWorkers, FullQueuesEverywhereAnswer429) {
   SKIP_WITHOUT_TOKENIZER();
-  auto a = FakeAttentionWorker::Start({});
-  auto b = FakeAttentionWorker::Start({});
-  ASSERT_TRUE(a && b);
   FakeScript full;
   full.fail_after_tokens = 0;
   full.fail_code = grpc::StatusCode::RESOURCE_EXHAUSTED;
-  a->SetScript(full);
-  b->SetScript(full);
-  GatewayProcess gw = StartGateway({"--workers", a->address() + "," + b->address()});
-  ASSERT_GT(gw.port, 0);
-  ASSERT_TRUE(WaitAllUp(gw.port));
-  HttpResponse r = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions", Chat("x").dump());
+  TwoWorkers t;
+  StartTwoWorkers(full, &t);
+  if (HasFatalFailure()) return;
+  HttpResponse r = HttpRequestOnce(t.gw.port, "POST", "/v1/chat/completions", Chat("x").dump());
   ExpectError(r, 429, "");
   EXPECT_FALSE(r.header("retry-after").empty());
-  EXPECT_GE(a->generate_calls() + b->generate_calls(), 2) << "both workers were tried";
+  EXPECT_GE(t.a->generate_calls() + t.b->generate_calls(), 2) << "both workers were tried";
 }
 
 TEST(GatewayWorkers, RetryOnAnotherWorkerBeforeTheFirstToken) {
@@ -676,18 +688,16 @@ TEST(GatewayWorkers, RetryOnAnotherWorkerBeforeTheFirstToken) {
 // worker keeps failing, the stream ends with an error event after kMaxMigrations moves.
 TEST(GatewayWorkers, MidStreamFailureMigratesToAnotherWorker) {
   SKIP_WITHOUT_TOKENIZER();
-  auto a = FakeAttentionWorker::Start({});
-  auto b = FakeAttentionWorker::Start({});
-  ASSERT_TRUE(a && b);
   FakeScript mid;
   mid.tokens = Ids("one two three");
   mid.fail_after_tokens = 1;
   mid.fail_fresh_only = true;
-  a->SetScript(mid);
-  b->SetScript(mid);
-  GatewayProcess gw = StartGateway({"--workers", a->address() + "," + b->address()});
-  ASSERT_GT(gw.port, 0);
-  ASSERT_TRUE(WaitAllUp(gw.port));
+  TwoWorkers t;
+  StartTwoWorkers(mid, &t);
+  if (HasFatalFailure()) return;
+  auto& a = t.a;
+  auto& b = t.b;
+  auto& gw = t.gw;
   HttpResponse r = HttpRequestOnce(gw.port, "POST", "/v1/chat/completions",
                                    Chat("x", {{"stream", true}, {"max_tokens", 10}, {"temperature", 0.7}}).dump());
   ASSERT_EQ(r.status, 200) << r.body;
