@@ -384,6 +384,33 @@ TEST(ClusterFailover, KilledReplicaIsFailedOverBitExactAndComesBack) {
   }
 }
 
+// A worker whose slice has no replica of its own, but whose experts a bigger worker also
+// hosts (0-127, 128-255 and 0-255): its messages go to the bigger one when it dies.
+TEST(ClusterFailover, KilledWorkerFailsOverToAWorkerHostingASuperset) {
+  const std::string dir = MkModel();
+  ReplicatedCluster c;
+  for (const char* slice : {"0-127", "128-255", "0-255"}) {
+    std::string a;
+    c.workers.push_back(StartExpertWorker(dir, slice, "grpc", &a));
+    ASSERT_FALSE(a.empty()) << "expert worker " << slice << " did not start";
+    c.addrs.push_back(a);
+  }
+  const auto prompt = Prompt(17);
+  auto local = MakeEngine(dir, {});
+  const GreedyRun want = Greedy(*local, prompt, 8);
+  auto e = MakeEngine(dir, c.addrs, FailoverOptions("grpc", 5000, 1000));
+  ASSERT_NE(e, nullptr);
+  const GreedyRun got = GreedyWithFault(*e, prompt, 8, [&](int step) {
+    if (step != 2) return;
+    c.workers[1].Kill(SIGKILL);
+    c.workers[1].Wait();
+  });
+  ASSERT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_GT(e->dispatcher->stats().failovers, 0u);
+  EXPECT_FALSE(e->dispatcher->health().up(1));
+}
+
 // A hung replica (SIGSTOP: sockets open, nothing answers) is failed over once failover_after
 // passes, well before the exchange deadline; SIGCONT brings it back through the prober.
 TEST(ClusterFailover, HungReplicaIsFailedOverAfterTheFailoverDeadline) {
